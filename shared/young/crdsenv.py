@@ -1,0 +1,175 @@
+"""CRDS: where references come from, and fetching them once before compute.
+
+Production uses CRDS as users do: a ``CRDS_PATH`` cache, the server when it is
+reachable, a pinned context when asked.  The tools fetch every reference an
+input needs (for stages 1, 2 and 3 at once) *before* any parallel work, then
+compute in serverless, read-only mode so N processes or MPI ranks never talk
+to the server (the failure the seed pipeline warned about is designed out).
+See ../shared/OFFLINE-CRDS.md for the measured facts behind this.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, MutableMapping
+
+from .errors import InputError
+
+#: the documented serverless URL: any URL containing "serverless" disables server calls
+SERVERLESS_URL = "https://jwst-serverless-mode.stsci.edu"
+
+
+def configure(
+    settings: Mapping | None = None,
+    context: str | None = None,
+    env: MutableMapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Set the CRDS environment from the config and options.
+
+    Precedence: ``context`` (``--crds-context``) > config keys ``crds_path``,
+    ``crds_context``, ``crds_server_url`` > variables already in the
+    environment.  Must run before ``crds`` or ``jwst`` is imported in the
+    process (crds reads its configuration at import).
+
+    Returns
+    -------
+    dict
+        The CRDS variables now in force.
+    """
+    env = os.environ if env is None else env
+    settings = settings or {}
+    if settings.get("crds_path"):
+        env["CRDS_PATH"] = str(settings["crds_path"])
+    if settings.get("crds_server_url"):
+        env["CRDS_SERVER_URL"] = str(settings["crds_server_url"])
+    ctx = context or settings.get("crds_context")
+    if ctx:
+        env["CRDS_CONTEXT"] = str(ctx)
+    env.setdefault("CRDS_OBSERVATORY", "jwst")
+    return {k: env[k] for k in env if k.startswith("CRDS_")}
+
+
+def compute_mode(env: MutableMapping[str, str] | None = None) -> None:
+    """Switch to serverless, read-only CRDS for the compute phase (after prefetch)."""
+    env = os.environ if env is None else env
+    env["CRDS_SERVER_URL"] = SERVERLESS_URL
+    env["CRDS_READONLY_CACHE"] = "1"
+
+
+def is_offline(env: Mapping[str, str] | None = None) -> bool:
+    """True when no CRDS server will be contacted."""
+    env = os.environ if env is None else env
+    url = env.get("CRDS_SERVER_URL", "")
+    return (not url) or "serverless" in url
+
+
+def pipeline_reftypes() -> list[str]:
+    """Every reference type (incl. ``pars-*``) the NIRCam imaging pipelines may ask for."""
+    from jwst.pipeline import Detector1Pipeline, Image2Pipeline, Image3Pipeline
+
+    types: set[str] = set()
+    for pipe in (Detector1Pipeline, Image2Pipeline, Image3Pipeline):
+        types.add(f"pars-{pipe.__name__.lower()}")
+        for step in pipe.step_defs.values():
+            types.update(getattr(step, "reference_file_types", []) or [])
+            types.add(f"pars-{step.__name__.lower()}")
+    return sorted(types)
+
+
+@dataclass
+class PrefetchReport:
+    """What :func:`prefetch` found for one input."""
+
+    path: Path
+    references: dict[str, str] = field(default_factory=dict)
+    error: InputError | None = None
+
+
+def crds_parameters(path: str | Path) -> dict:
+    """CRDS matching parameters of a JWST file (via its data model)."""
+    from stdatamodels.jwst import datamodels
+
+    with datamodels.open(str(path)) as model:
+        return model.get_crds_parameters()
+
+
+def prefetch(paths: Iterable[str | Path], context: str | None = None,
+             reftypes: Iterable[str] | None = None) -> list[PrefetchReport]:
+    """Fetch (or find in the cache) every reference the files need.
+
+    Parameters
+    ----------
+    paths : iterable of path
+        JWST files (uncal, rate or cal).
+    context : str, optional
+        CRDS context; default ``$CRDS_CONTEXT`` or the cache's operational one.
+    reftypes : iterable of str, optional
+        Default :func:`pipeline_reftypes`.
+
+    Returns
+    -------
+    list of PrefetchReport
+        One per path; ``error`` names the missing reference and why.
+    """
+    import crds
+
+    context = context or os.environ.get("CRDS_CONTEXT") or None
+    types = list(reftypes) if reftypes is not None else pipeline_reftypes()
+    reports: list[PrefetchReport] = []
+    memo: dict[str, dict | InputError] = {}
+    for p in paths:
+        p = Path(p)
+        rep = PrefetchReport(p)
+        try:
+            params = crds_parameters(p)
+        except Exception as exc:  # unreadable file: named by the caller's validation too
+            rep.error = InputError(f"cannot read CRDS parameters: {exc}", p)
+            reports.append(rep)
+            continue
+        key = repr(sorted((k, str(v)) for k, v in params.items()
+                          if not k.lower().startswith(("meta.pointing", "meta.wcsinfo", "meta.target"))))
+        if key not in memo:
+            memo[key] = _fetch_one(crds, params, types, context, p)
+        got = memo[key]
+        if isinstance(got, InputError):
+            rep.error = InputError(got.message, p)
+        else:
+            rep.references = got
+        reports.append(rep)
+    return reports
+
+
+def _fetch_one(crds, params, types, context, path) -> dict | InputError:
+    """All types in one call; on failure, type by type to name the culprit."""
+    from crds.core.exceptions import CrdsError
+
+    def clean(got: dict) -> dict[str, str]:
+        return {k: str(v) for k, v in got.items()
+                if not (isinstance(v, str) and v.upper().startswith("NOT FOUND"))}
+
+    try:
+        return clean(crds.getreferences(params, reftypes=types, context=context, observatory="jwst"))
+    except CrdsError:
+        pass
+    found: dict[str, str] = {}
+    for reftype in types:
+        try:
+            got = crds.getreferences(params, reftypes=[reftype], context=context, observatory="jwst")
+        except CrdsError as exc:
+            msg = " ".join(str(exc).split())
+            if reftype.startswith("pars-") or "unknown reference type" in msg.lower():
+                continue  # step parameters are optional; unknown types do not apply
+            return InputError(f"CRDS reference '{reftype}' unavailable: {msg}", path)
+        found.update(clean(got))
+    return found
+
+
+def missing_reference_message(exc: BaseException) -> str | None:
+    """A one-line explanation if ``exc`` means a reference is not in a read-only cache."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())
+    if name in ("CrdsNetworkError", "CrdsDownloadError", "CrdsLookupError") or "crds" in type(exc).__module__:
+        return f"CRDS reference missing from the cache and no server to fetch it: {text}"
+    return None

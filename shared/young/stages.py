@@ -1,0 +1,122 @@
+"""Stage tools: ``young-stage1`` (uncal → rate) and ``young-stage2`` (rate → cal).
+
+The unchanged jwst pipelines do the work (``Detector1Pipeline``,
+``Image2Pipeline``); this module only maps YOUNG's parameters onto them and
+lets the contract (:mod:`young.contract`) handle lists, resume, atomic
+writes, CRDS prefetch and MPI.  jwst writes into the product's hidden
+temporary folder; the finished product is then moved into place, so a killed
+run never leaves a half-written ``_rate``/``_cal``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from . import fitscheck, naming
+from .contract import Job, ToolSpec
+from .errors import UsageError
+
+#: seed config keys → jwst step parameters
+SEED_STEP_KEYS = {"ramp_fit_cores": "ramp_fit.maximum_cores", "jump_cores": "jump.maximum_cores"}
+
+
+def nest_steps(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{'jump.rejection_threshold': 5}`` → ``{'jump': {'rejection_threshold': 5}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        step, _, param = key.partition(".")
+        out.setdefault(step, {})[param] = value
+    return out
+
+
+def check_steps(pipeline_name: str, steps: dict[str, Any]) -> None:
+    """Raise UsageError for a step the pipeline does not have (typos must not pass silently)."""
+    from jwst import pipeline as jp
+
+    known = set(getattr(jp, pipeline_name).step_defs)
+    for key in steps:
+        step = key.split(".", 1)[0]
+        if step not in known:
+            raise UsageError(f"--set/config: {pipeline_name} has no step '{step}' (steps: {', '.join(sorted(known))})")
+
+
+def _params(pipeline_name: str, section: dict, cli: dict) -> dict:
+    steps = dict(cli.get("steps") or {})
+    for seed_key, target in SEED_STEP_KEYS.items():
+        if pipeline_name == "Detector1Pipeline" and section.get(seed_key) is not None:
+            steps.setdefault(target, str(section[seed_key]))
+    if cli.get("resample") is not None and pipeline_name == "Image2Pipeline":
+        steps.setdefault("resample.skip", not cli["resample"])
+    elif pipeline_name == "Image2Pipeline":
+        steps.setdefault("resample.skip", not bool(section.get("resample", False)))
+    check_steps(pipeline_name, steps)
+    param_file = cli.get("param_file") or section.get("param_file")
+    pf = None
+    if param_file:
+        p = Path(param_file)
+        if not p.is_file():
+            raise UsageError("parameter file not found", p)
+        pf = {"path": str(p.resolve()), "mtime": p.stat().st_mtime}
+    return {"pipeline": pipeline_name, "steps": steps, "param_file": pf}
+
+
+def stage1_params(section: dict, cli: dict) -> dict:
+    return _params("Detector1Pipeline", section, cli)
+
+
+def stage2_params(section: dict, cli: dict) -> dict:
+    return _params("Image2Pipeline", section, cli)
+
+
+def run_pipeline(job: Job) -> dict:
+    """Run the jwst pipeline named in ``job.params`` into ``job.tmp``'s folder."""
+    from jwst import pipeline as jp
+
+    cls = getattr(jp, job.params["pipeline"])
+    work = job.tmp.parent
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(work), save_results=True, steps=nest_steps(job.params["steps"]), configure_log=False,
+    )
+    if job.params.get("param_file"):
+        kwargs["config_file"] = job.params["param_file"]["path"]
+    job.log.info("running %s on %s", cls.__name__, job.src)
+    cls.call(str(job.src), **kwargs)
+    if not job.tmp.exists():
+        made = sorted(p.name for p in work.iterdir())
+        raise RuntimeError(f"{cls.__name__} did not write {job.tmp.name} (wrote: {', '.join(made) or 'nothing'})")
+    # secondary products jwst wrote beside the main one (rateints, i2d with --resample)
+    for extra in work.iterdir():
+        if extra != job.tmp and extra.suffix == ".fits":
+            os.replace(extra, job.dst.parent / extra.name)
+    return {}
+
+
+def stage1_product(src: Path, output_dir: Path | None, params: dict) -> Path:
+    return naming.product_path(src, suffix="rate", output_dir=output_dir)
+
+
+def stage2_product(src: Path, output_dir: Path | None, params: dict) -> Path:
+    return naming.product_path(src, suffix="cal", output_dir=output_dir)
+
+
+def validate_uncal(src: Path, params: dict):
+    return fitscheck.check_nircam_image(src, "uncal")
+
+
+def validate_rate(src: Path, params: dict):
+    return fitscheck.check_nircam_image(src, "rate")
+
+
+STAGE1 = ToolSpec(
+    name="young-stage1", section="stage1", consumes=("uncal",),
+    product=stage1_product, process=run_pipeline, validate=validate_uncal,
+    build_params=stage1_params, uses_crds=True,
+)
+
+STAGE2 = ToolSpec(
+    name="young-stage2", section="stage2", consumes=("rate",),
+    product=stage2_product, process=run_pipeline, validate=validate_rate,
+    build_params=stage2_params, uses_crds=True,
+)

@@ -1,0 +1,31 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS = REPO / "tools"
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    """A folder nobody can create files in — also when the tests run as root (CI does).
+
+    Root ignores permission bits, so for root use sysfs, which refuses new files.
+    """
+    if os.geteuid() == 0:
+        return Path("/sys/kernel")
+    d = tmp_path / "readonly"
+    d.mkdir(exist_ok=True)
+    d.chmod(0o500)
+    return d
+
+
+def tool_env(**extra) -> dict:
+    """Environment for running tools from the checkout as subprocesses."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "shared"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("YOUNG_CONFIG", None)
+    env.update(extra)
+    return env
