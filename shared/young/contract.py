@@ -153,6 +153,11 @@ def worker_init(env: dict, verbose: int) -> None:
         pass
 
 
+def set_environment(changes: dict) -> None:
+    """Apply environment changes in a worker process (e.g. CRDS compute mode after prefetch)."""
+    os.environ.update(changes)
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -369,12 +374,16 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     comm = parallel.mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
+    verbose = 0 if common.quiet else common.verbose
+    first_slot = None
     result: Plan | UsageError
     if rank == 0:
         try:
             result = plan(spec, common, cli, stdin=stdin)
-            if spec.uses_crds and result.tasks:
-                _prefetch(spec, common, result, comm)
+            if spec.uses_crds and result.tasks and _wants_prefetch(common, comm):
+                # prefetch inside the first worker process: it imports jwst once for both jobs
+                first_slot = parallel.WorkerSlot(worker_init, (result.env, verbose))
+                _prefetch(spec, common, result, first_slot)
         except UsageError as exc:
             result = exc
     if comm is not None:
@@ -391,11 +400,10 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
         for o in result.outcomes:
             reporter.add(o)
     payloads = [(spec, t, result.params, common.force, common.debug) for t in result.tasks]
-    verbose = 0 if common.quiet else common.verbose
     parallel.run(
         execute, payloads, (reporter.add if reporter else (lambda o: None)),
         jobs=common.jobs, initializer=worker_init, initargs=(result.env, verbose),
-        died=_died, comm=comm,
+        died=_died, comm=comm, first_slot=first_slot,
     )
     status = reporter.finish() if reporter is not None else EXIT_OK
     if comm is not None:
@@ -403,29 +411,44 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
     return status
 
 
-def _prefetch(spec: ToolSpec, common: Common, result: Plan, comm) -> None:
+def _wants_prefetch(common: Common, comm) -> bool:
+    """Prefetch when asked, or by default when files run in parallel (serially jwst fetches as it goes)."""
+    if common.prefetch is not None:
+        return common.prefetch
+    return comm is not None or common.jobs > 1
+
+
+def _validate_and_prefetch(spec: ToolSpec, srcs: list[str], params: dict, context: str | None):
+    """Worker side of the prefetch: validation errors first, then CRDS."""
+    bad: dict[str, str] = {}
+    good = []
+    for src in srcs:
+        try:
+            if spec.validate is not None:
+                spec.validate(Path(src), params)
+            good.append(src)
+        except InputError as exc:
+            bad[src] = exc.line()
+    for rep in crdsenv.prefetch(good, context=context):
+        if rep.error is not None:
+            bad[str(rep.path)] = rep.error.line()
+    return bad
+
+
+def _prefetch(spec: ToolSpec, common: Common, result: Plan, slot: parallel.WorkerSlot) -> None:
     """Fetch references once before parallel work; failures become per-file outcomes."""
-    parallel_run = comm is not None or common.jobs > 1
-    if not (common.prefetch or (common.prefetch is None and parallel_run)):
-        return
-    bad: dict[str, InputError] = {}
-    if spec.validate is not None:
-        for t in result.tasks:
-            try:
-                spec.validate(Path(t.src), result.params)
-            except InputError as exc:
-                bad[t.src] = exc
-    good = [t.src for t in result.tasks if t.src not in bad]
-    reports = crdsenv.prefetch(good, context=common.crds_context)
-    bad.update({str(r.path): r.error for r in reports if r.error is not None})
+    bad = slot.call(_validate_and_prefetch, spec, [t.src for t in result.tasks], result.params,
+                    common.crds_context)
     if bad:
         keep = []
         for t in result.tasks:
             if t.src in bad:
-                result.outcomes.append(Outcome(t.index, t.src, None, "failed", bad[t.src].line()))
+                result.outcomes.append(Outcome(t.index, t.src, None, "failed", bad[t.src]))
             else:
                 keep.append(t)
         result.tasks = keep
     before = dict(os.environ)
     crdsenv.compute_mode()
-    result.env.update({k: v for k, v in os.environ.items() if before.get(k) != v})
+    changed = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    result.env.update(changed)
+    slot.call(set_environment, changed)

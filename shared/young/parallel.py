@@ -68,20 +68,24 @@ def quiet_bcast(comm, obj=None, root: int = 0, tag: int = 99):
     return wait_recv(comm, root, tag)
 
 
-class _Slot:
+class WorkerSlot:
     """One persistent worker process (spawned, so no inherited MPI or thread state)."""
 
     def __init__(self, initializer, initargs):
         self.initializer, self.initargs = initializer, initargs
         self.pool: ProcessPoolExecutor | None = None
 
-    def submit(self, fn, task):
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` in the worker and wait for the result."""
+        return self.submit(fn, *args).result()
+
+    def submit(self, fn, *args):
         if self.pool is None:
             self.pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=get_context("spawn"),
                 initializer=self.initializer, initargs=self.initargs,
             )
-        return self.pool.submit(fn, task)
+        return self.pool.submit(fn, *args)
 
     def reset(self):
         if self.pool is not None:
@@ -104,6 +108,7 @@ def run(
     initargs: tuple = (),
     died: Callable[[Any, str], Any],
     comm=None,
+    first_slot: "WorkerSlot | None" = None,
 ) -> None:
     """Run ``fn`` over ``tasks``; call ``on_result`` with each result as it arrives.
 
@@ -125,6 +130,9 @@ def run(
         ``died(task, reason) -> result`` for a worker process that vanished.
     comm : MPI communicator, optional
         Run as an MPI task farm over its ranks.
+    first_slot : WorkerSlot, optional
+        An already started worker (e.g. one that did the CRDS prefetch and
+        so has jwst imported) used as rank 0's / the first local worker.
     """
     lock = threading.Lock()
 
@@ -133,18 +141,21 @@ def run(
             on_result(result)
 
     if comm is not None:
-        _run_mpi(fn, tasks, emit, initializer, initargs, died, comm)
+        _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, first_slot)
     elif jobs <= 1:
         if initializer is not None:
             initializer(*initargs)
         for t in tasks:
             emit(fn(t))
     else:
-        _run_slots(fn, list(tasks), emit, jobs, initializer, initargs, died)
+        _run_slots(fn, list(tasks), emit, jobs, initializer, initargs, died, first_slot)
 
 
-def _run_slots(fn, tasks, emit, jobs, initializer, initargs, died):
-    slots = [_Slot(initializer, initargs) for _ in range(min(jobs, max(1, len(tasks))))]
+def _run_slots(fn, tasks, emit, jobs, initializer, initargs, died, first_slot=None):
+    slots = [WorkerSlot(initializer, initargs) for _ in range(min(jobs, max(1, len(tasks))))]
+    if first_slot is not None:
+        slots[0].close()
+        slots[0] = first_slot
     pending = deque(tasks)
     running: dict = {}
     busy: set[int] = set()
@@ -169,9 +180,9 @@ def _run_slots(fn, tasks, emit, jobs, initializer, initargs, died):
             s.close()
 
 
-def _run_mpi(fn, tasks, emit, initializer, initargs, died, comm):
+def _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, first_slot=None):
     rank, size = comm.Get_rank(), comm.Get_size()
-    slot = _Slot(initializer, initargs)
+    slot = first_slot if (first_slot is not None and rank == 0) else WorkerSlot(initializer, initargs)
 
     def work(task):
         try:

@@ -1,0 +1,59 @@
+"""``young-refs``: fetch every CRDS reference a list of files needs, once.
+
+Run it where the CRDS server is reachable (a login node), before compute
+jobs that then read the cache in serverless, read-only mode.  Stdout lists
+the reference files now in the cache (one path per line, each once); a file
+whose references cannot all be had is named on stderr with the missing
+reference, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from . import config as configmod, crdsenv, fitscheck, inputs
+from .contract import Common
+from .errors import EXIT_FAILED, EXIT_OK, InputError
+
+TOOL = "young-refs"
+
+
+def main(common: Common, stdin=None) -> int:
+    """Prefetch references for the inputs; return the exit status."""
+    t0 = time.monotonic()
+    cfg = configmod.load(common.config)
+    crdsenv.configure(cfg.section("refs"), common.crds_context)
+    items = inputs.collect(common.inputs, ("uncal", "rate", "cal"), stdin=stdin,
+                           warn=lambda w: print(f"{TOOL}: warning: {w}", file=sys.stderr))
+    failed = 0
+    good = []
+    for item in items:
+        try:
+            if item.error:
+                raise item.error
+            fitscheck.check_nircam_image(item.path, ("uncal", "rate", "cal"))
+            good.append(item.path)
+        except InputError as exc:
+            failed += 1
+            print(f"{TOOL}: {exc.line()}", file=sys.stderr)
+    seen: set[str] = set()
+    resolved = 0
+    for rep in crdsenv.prefetch(good, context=common.crds_context):
+        if rep.error is not None:
+            failed += 1
+            print(f"{TOOL}: {rep.error.line()}", file=sys.stderr)
+            continue
+        resolved += 1
+        for reftype, path in sorted(rep.references.items()):
+            if path not in seen:
+                seen.add(path)
+                print(path, flush=True)
+                if common.verbose:
+                    print(f"{TOOL}: {reftype}: {path}", file=sys.stderr)
+    if not common.quiet:
+        print(f"{TOOL}: {resolved} files resolved, {len(seen)} references in "
+              f"{os.environ.get('CRDS_PATH', '(default cache)')}, "
+              f"{failed} failed in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
