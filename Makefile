@@ -45,3 +45,121 @@ demo: install
 	find $(DEMO_DIR)/raw -name '*_uncal.fits' | sort \
 	  | $(BIN)/young-stage1 --config $(DEMO_DIR)/young.yaml \
 	  | $(BIN)/young-stage2 --config $(DEMO_DIR)/young.yaml
+
+# ---------------------------------------------------------------------------------------------
+# The chain: make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP="fnoise wisp bkg"]
+#            [MPI=N] [MPIRUN=mpiexec] [LAYOUT=combined|program]
+# uncal -> rate -> 1f_rate -> 1f_cal -> 1f_wisp_cal -> 1f_wisp_bkg_cal -> OUTPUT/mosaics/<filter>/
+# Per-exposure products are kept (.SECONDARY), a failed recipe deletes its target
+# (.DELETE_ON_ERROR; the tools themselves never leave half-written files), `make -j N` runs
+# files in parallel, `make -n` is a true dry run, and each step has its own target.
+# ---------------------------------------------------------------------------------------------
+INPUT ?=
+OUTPUT ?= young-out
+CONFIG ?=
+SKIP ?=
+MPI ?=
+MPIRUN ?= $(BIN)/mpiexec
+LAYOUT ?= combined
+YOUNG_BIN ?= $(BIN)
+
+STEPS_KNOWN := fnoise wisp bkg
+CFG_OPT := $(if $(CONFIG),--config $(abspath $(CONFIG)),)
+# skip_steps from the config file join SKIP (seed names mapped, unknown names are an error)
+CFG_SKIP := $(if $(CONFIG),$(shell $(YOUNG_BIN)/python -m young.config skip-steps $(CONFIG) || echo __bad_config__),)
+ALL_SKIP := $(sort $(SKIP) $(CFG_SKIP))
+ifneq ($(filter-out $(STEPS_KNOWN),$(ALL_SKIP)),)
+  $(error SKIP: unknown step(s) '$(filter-out $(STEPS_KNOWN),$(ALL_SKIP))' (known: $(STEPS_KNOWN)))
+endif
+ifeq ($(filter $(LAYOUT),combined program),)
+  $(error LAYOUT must be 'combined' or 'program', not '$(LAYOUT)')
+endif
+
+UNCAL := $(sort $(wildcard $(INPUT)/*_uncal.fits))
+O := $(abspath $(OUTPUT))
+# product folder of an exposure: OUTPUT/ or OUTPUT/<program>/ (jwPPPPP...)
+dir_of = $(O)$(if $(filter program,$(LAYOUT)),/$(shell echo $(notdir $(1)) | cut -c1-7),)
+base_of = $(patsubst %_uncal.fits,%,$(notdir $(1)))
+
+T1F := $(if $(filter fnoise,$(ALL_SKIP)),,_1f)
+TWISP := $(if $(filter wisp,$(ALL_SKIP)),,_wisp)
+TBKG := $(if $(filter bkg,$(ALL_SKIP)),,_bkg)
+
+RATES := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))_rate.fits)
+FRATES := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))$(T1F)_rate.fits)
+CALS := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))$(T1F)_cal.fits)
+WCALS := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))$(T1F)$(TWISP)_cal.fits)
+BCALS := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))$(T1F)$(TWISP)$(TBKG)_cal.fits)
+PROGDIRS := $(sort $(foreach u,$(UNCAL),$(call dir_of,$(u))))
+MOSAIC_LISTS := $(addsuffix /mosaics/young-stage3.list,$(PROGDIRS))
+PREFETCH := $(O)/.young-refs.list
+# after the prefetch every tool computes with CRDS serverless and read-only (no N processes hitting a server)
+OFFLINE := YOUNG_CRDS_OFFLINE=1
+
+.PHONY: all check-input refs stage1 fnoise stage2 wisp bkg stage3
+.SECONDARY:
+.DELETE_ON_ERROR:
+
+all: stage3
+
+check-input: | install
+	@test -n "$(INPUT)" || { echo "make all: give INPUT=dir (a folder of *_uncal.fits)" >&2; exit 2; }
+	@test -n "$(UNCAL)" || { echo "make all: $(INPUT): no *_uncal.fits files" >&2; exit 2; }
+
+refs: check-input $(PREFETCH)
+stage1: check-input $(RATES)
+fnoise: check-input $(FRATES)
+stage2: check-input $(CALS)
+wisp: check-input $(WCALS)
+bkg: check-input $(BCALS)
+stage3: check-input $(MOSAIC_LISTS)
+
+# CRDS references fetched once, before any parallel stage
+$(PREFETCH): $(UNCAL) | $(PROGDIRS)
+	@mkdir -p $(@D)
+	$(YOUNG_BIN)/young-refs -q $(CFG_OPT) $(UNCAL) > $@.tmp && mv $@.tmp $@
+
+$(PROGDIRS):
+	mkdir -p $@
+
+# stage 1: one rule per exposure (make -j), or one MPI launch per product folder (MPI=N)
+ifeq ($(MPI),)
+define STAGE1_RULE
+$(call dir_of,$(1))/$(call base_of,$(1))_rate.fits: $(1) | $(PREFETCH)
+	$(OFFLINE) $(YOUNG_BIN)/young-stage1 -q $(CFG_OPT) -o $(call dir_of,$(1)) $(1) > /dev/null
+endef
+$(foreach u,$(UNCAL),$(eval $(call STAGE1_RULE,$(u))))
+else
+define STAGE1_MPI_RULE
+$(filter $(1)/%,$(RATES)) &: $(foreach u,$(UNCAL),$(if $(filter $(1),$(call dir_of,$(u))),$(u))) | $(PREFETCH)
+	$(OFFLINE) $(MPIRUN) -n $(MPI) $(YOUNG_BIN)/young-stage1 -q $(CFG_OPT) -o $(1) $$^ > /dev/null
+endef
+$(foreach d,$(PROGDIRS),$(eval $(call STAGE1_MPI_RULE,$(d))))
+endif
+
+# corrections and stage 2 act on files in the product folders (pattern rules, shortest stem wins)
+$(O)/%_1f_rate.fits: $(O)/%_rate.fits
+	$(OFFLINE) $(YOUNG_BIN)/young-fnoise -q $(CFG_OPT) $< > /dev/null
+
+ifeq ($(MPI),)
+$(O)/%_cal.fits: $(O)/%_rate.fits
+	$(OFFLINE) $(YOUNG_BIN)/young-stage2 -q $(CFG_OPT) $< > /dev/null
+else
+$(CALS) &: $(FRATES)
+	$(OFFLINE) $(MPIRUN) -n $(MPI) $(YOUNG_BIN)/young-stage2 -q $(CFG_OPT) $^ > /dev/null
+endif
+
+$(O)/%_wisp_cal.fits: $(O)/%_cal.fits
+	$(OFFLINE) $(YOUNG_BIN)/young-wisp -q $(CFG_OPT) $< > /dev/null
+
+$(O)/%_bkg_cal.fits: $(O)/%_cal.fits
+	$(OFFLINE) $(YOUNG_BIN)/young-bkg -q $(CFG_OPT) $< > /dev/null
+
+# stage 3: all filters of a product folder at once (one grid, aligned to the longest wavelength);
+# the list of products it printed is the target
+define STAGE3_RULE
+$(1)/mosaics/young-stage3.list: $(filter $(1)/%,$(BCALS))
+	@mkdir -p $$(@D)
+	$(OFFLINE) $(YOUNG_BIN)/young-stage3 -q $(CFG_OPT) -o $$(@D) $$^ > $$@.tmp && mv $$@.tmp $$@
+endef
+$(foreach d,$(PROGDIRS),$(eval $(call STAGE3_RULE,$(d))))

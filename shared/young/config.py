@@ -232,3 +232,24 @@ def skip_steps(cfg: Config) -> set[str]:
     if isinstance(skip, str):
         skip = skip.split()
     return {SKIP_ALIASES[s] for s in skip}
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m young.config skip-steps FILE``: the Makefile's view of ``skip_steps``."""
+    import sys
+
+    if len(argv) != 2 or argv[0] != "skip-steps":
+        print("usage: python -m young.config skip-steps CONFIG", file=sys.stderr)
+        return 2
+    try:
+        print(" ".join(sorted(skip_steps(load(argv[1])))))
+    except UsageError as exc:
+        print(f"young config: {exc.line()}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

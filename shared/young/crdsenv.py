@@ -48,6 +48,8 @@ def configure(
     if ctx:
         env["CRDS_CONTEXT"] = str(ctx)
     env.setdefault("CRDS_OBSERVATORY", "jwst")
+    if env.get("YOUNG_CRDS_OFFLINE") == "1":  # set by `make all` after young-refs has filled the cache
+        compute_mode(env)
     return {k: env[k] for k in env if k.startswith("CRDS_")}
 
 
