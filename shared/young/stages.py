@@ -44,6 +44,8 @@ def check_steps(pipeline_name: str, steps: dict[str, Any]) -> None:
 
 def _params(pipeline_name: str, section: dict, cli: dict) -> dict:
     steps = dict(cli.get("steps") or {})
+    if steps:  # only what the user gave (importing jwst costs seconds; YOUNG's own keys are known good)
+        check_steps(pipeline_name, steps)
     for seed_key, target in SEED_STEP_KEYS.items():
         if pipeline_name == "Detector1Pipeline" and section.get(seed_key) is not None:
             steps.setdefault(target, str(section[seed_key]))
@@ -51,7 +53,6 @@ def _params(pipeline_name: str, section: dict, cli: dict) -> dict:
         steps.setdefault("resample.skip", not cli["resample"])
     elif pipeline_name == "Image2Pipeline":
         steps.setdefault("resample.skip", not bool(section.get("resample", False)))
-    check_steps(pipeline_name, steps)
     param_file = cli.get("param_file") or section.get("param_file")
     pf = None
     if param_file:
@@ -120,3 +121,34 @@ STAGE2 = ToolSpec(
     product=stage2_product, process=run_pipeline, validate=validate_rate,
     build_params=stage2_params, uses_crds=True,
 )
+
+
+def stage_app(spec: ToolSpec):
+    """The typer app of a stage tool (both share their options)."""
+    from typing import Annotated, Optional
+
+    import typer
+
+    from . import contract
+    from .cli import option, tool_app
+
+    pipeline = "Detector1Pipeline" if spec is STAGE1 else "Image2Pipeline"
+    own = [
+        option("param_file", Annotated[Optional[str], typer.Option(
+            "--param-file", help=f"stpipe parameter file (.asdf/.cfg) for {pipeline}.", metavar="FILE")], None),
+        option("prefetch", Annotated[Optional[bool], typer.Option(
+            "--prefetch/--no-prefetch", help="Fetch all CRDS references first (default: when running in parallel).")],
+            None),
+    ]
+    if spec is STAGE2:
+        own.append(option("resample", Annotated[Optional[bool], typer.Option(
+            "--resample/--no-resample",
+            help="Also make the per-exposure i2d (default: skipped, as the seed's skip_resample).")], None))
+
+    def main(common, param_file=None, prefetch=None, resample=None):
+        common.prefetch = prefetch
+        return contract.run(spec, common, {"param_file": param_file, "resample": resample})
+
+    src, dst = ("*_uncal.fits", "X_rate.fits") if spec is STAGE1 else ("*_rate.fits", "X_cal.fits")
+    return tool_app(spec.name, f"Run jwst's {pipeline} on {src} files (arguments, directories or stdin); "
+                    f"write {dst} beside each input (or in --output-dir) and print the product paths.", main, own)
