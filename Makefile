@@ -2,8 +2,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# this Makefile's folder: `make -f /opt/young/Makefile ...` works from any folder (the images do that)
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PYTHON ?= python3
-VENV ?= .venv
+VENV ?= $(ROOT)/.venv
 BIN := $(VENV)/bin
 # EDITABLE=-e for a development checkout; containers install with EDITABLE= (a plain copy)
 EDITABLE ?= -e
@@ -20,9 +22,9 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): constraints.txt pyproject.toml
+$(STAMP): $(ROOT)/constraints.txt $(ROOT)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt $(EDITABLE) '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(ROOT)/constraints.txt $(EDITABLE) '$(ROOT)[test]'
 	@touch $@
 
 test: install
