@@ -205,6 +205,8 @@ def execute(payload) -> Outcome:
         log = logging.getLogger(f"young.{spec.section}")
         log.info("%s %s: %s -> %s", spec.name, __version__, src, dst)
         log.info("parameters: %s", provenance.params_json(params))
+        log.info("CRDS: %s", " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                                      if k.startswith("CRDS_") and k != "CRDS_PATH_OVERRIDE"))
         with atomic.atomic_path(dst) as tmp:
             keywords = spec.process(Job(src, dst, tmp, params, force, log, header)) or {}
             provenance.stamp(tmp, spec.name, params, keywords)
@@ -219,7 +221,7 @@ def execute(payload) -> Outcome:
     except BaseException as exc:  # noqa: BLE001 - one failing file must not stop the others
         if isinstance(exc, KeyboardInterrupt):
             raise
-        reason = crdsenv.missing_reference_message(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        reason = crdsenv.missing_reference_message(exc, src) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         out.message = f"{src}: {reason}"
         out.traceback = traceback.format_exc()
         logging.getLogger(f"young.{spec.section}").error("failed: %s\n%s", reason, out.traceback)

@@ -144,7 +144,7 @@ def prefetch(paths: Iterable[str | Path], context: str | None = None,
 
 
 def _fetch_one(crds, params, types, context, path) -> dict | InputError:
-    """All types in one call; on failure, type by type to name the culprit."""
+    """All types in one call; on failure, name the references that cannot be had."""
     from crds.core.exceptions import CrdsError
 
     def clean(got: dict) -> dict[str, str]:
@@ -153,25 +153,58 @@ def _fetch_one(crds, params, types, context, path) -> dict | InputError:
 
     try:
         return clean(crds.getreferences(params, reftypes=types, context=context, observatory="jwst"))
-    except CrdsError:
-        pass
-    found: dict[str, str] = {}
+    except CrdsError as exc:
+        first_error = " ".join(str(exc).split())
+    missing = missing_from_cache(params, types, context)
+    if missing:
+        names = ", ".join(f"{t} ({n})" for t, n in missing)
+        where = os.environ.get("CRDS_PATH", "the CRDS cache")
+        return InputError(f"CRDS reference missing from {where} and no server to fetch it: {names}", path)
+    return InputError(f"CRDS lookup failed: {first_error}", path)
+
+
+def missing_from_cache(params: dict, types: Iterable[str], context: str | None = None) -> list[tuple[str, str]]:
+    """``(reftype, file name)`` of the best references for ``params`` that are not in the local cache.
+
+    Uses only the cached mappings (no download), so it works where the server
+    is unreachable; ``pars-*`` step-parameter references are left out (optional).
+    """
+    import crds
+    from crds.core import config as crds_config
+    from crds.core.exceptions import CrdsError
+
+    missing = []
     for reftype in types:
+        if reftype.startswith("pars-"):
+            continue
         try:
-            got = crds.getreferences(params, reftypes=[reftype], context=context, observatory="jwst")
-        except CrdsError as exc:
-            msg = " ".join(str(exc).split())
-            if reftype.startswith("pars-") or "unknown reference type" in msg.lower():
-                continue  # step parameters are optional; unknown types do not apply
-            return InputError(f"CRDS reference '{reftype}' unavailable: {msg}", path)
-        found.update(clean(got))
-    return found
+            rec = crds.getrecommendations(params, reftypes=[reftype], context=context, observatory="jwst", fast=True)
+        except CrdsError:
+            continue
+        name = rec.get(reftype, "")
+        if not isinstance(name, str) or name.upper().startswith("NOT FOUND"):
+            continue
+        if not os.path.exists(crds_config.locate_file(name, "jwst")):
+            missing.append((reftype, name))
+    return missing
 
 
-def missing_reference_message(exc: BaseException) -> str | None:
-    """A one-line explanation if ``exc`` means a reference is not in a read-only cache."""
-    name = type(exc).__name__
+def missing_for_file(path: str | Path) -> list[tuple[str, str]]:
+    """References a JWST file needs that are absent from the cache (see :func:`missing_from_cache`)."""
+    try:
+        return missing_from_cache(crds_parameters(path), pipeline_reftypes())
+    except Exception:  # naming is best effort: the caller still reports the original error
+        return []
+
+
+def missing_reference_message(exc: BaseException, path: str | Path | None = None) -> str | None:
+    """A one-line explanation if ``exc`` means a reference could not be had (named when possible)."""
     text = " ".join(str(exc).split())
-    if name in ("CrdsNetworkError", "CrdsDownloadError", "CrdsLookupError") or "crds" in type(exc).__module__:
-        return f"CRDS reference missing from the cache and no server to fetch it: {text}"
-    return None
+    if "crds" not in type(exc).__module__.lower() and not type(exc).__name__.startswith("Crds"):
+        return None
+    missing = missing_for_file(path) if path is not None else []
+    if missing:
+        names = ", ".join(f"{t} ({n})" for t, n in missing)
+        return (f"CRDS reference missing from {os.environ.get('CRDS_PATH', 'the CRDS cache')} "
+                f"and no server to fetch it: {names}")
+    return f"CRDS reference unavailable: {text}"
