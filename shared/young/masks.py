@@ -1,0 +1,568 @@
+"""Tiered source masks (after Ferguson's CEERS background code).
+
+One function, :func:`tiered_source_mask`, shared by the 1/f, wisp and
+background corrections: subtract a local background (ring median filter),
+then for a list of tiers of Gaussian smoothing detect sources above
+``nsigma`` times the robust pixel rms with a minimum area, optionally dilate
+each tier's detections, and OR the tiers.  Pixels flagged in DQ and non-finite
+pixels are always masked.  The parameters come in two presets (see
+``ALGORITHMS.md``):
+
+``young``  aggressive (1.5 sigma, large dilations) -- protects cluster light/ICL
+``ceers``  Ferguson's CEERS defaults (3 sigma, only the last tier dilated)
+
+The tiers are iterative as in the CEERS code: every tier replaces the pixels
+already masked by the robust background level before smoothing, measures the
+rms on the still-unmasked pixels, and excludes masked pixels from detection.
+
+Pure functions over numpy arrays: no file I/O, no logging set-up.
+
+Speed (one core, 2048 x 2048): the three operations that make the original
+slow are replaced by equivalent cheaper ones, each explained where it is done:
+the ring median runs on an 8 x 8 block-median image, the Gaussian smoothings
+are single float32 FFT convolutions, and the large circular dilations are
+octagons built from doubling shifts (see :func:`dilate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.convolution import Ring2DKernel
+from astropy.nddata.bitmask import interpret_bit_flags
+from astropy.stats import biweight_location, biweight_scale
+from scipy import fft as sp_fft
+from scipy import ndimage
+from stdatamodels.jwst.datamodels import dqflags
+
+__all__ = [
+    "DEFAULT_DQ_BITS",
+    "MaskParams",
+    "PRESETS",
+    "params_for",
+    "dq_bad",
+    "ring_median_background",
+    "dilate",
+    "tiered_source_mask",
+]
+
+#: DQ bits that make a pixel unusable for any statistic.  REFERENCE_PIXEL is
+#: included because reference pixels carry no sky signal.
+DEFAULT_DQ_BITS = (
+    dqflags.pixel["DO_NOT_USE"]
+    | dqflags.pixel["SATURATED"]
+    | dqflags.pixel["NON_SCIENCE"]
+    | dqflags.pixel["REFERENCE_PIXEL"]
+)
+
+
+@dataclass(frozen=True)
+class MaskParams:
+    """Parameters of :func:`tiered_source_mask`.
+
+    All lengths are in detector pixels.  The four ``tier_*`` tuples must have
+    the same length (one entry per tier, widest smoothing first).
+
+    Attributes
+    ----------
+    ring_radius_in, ring_width : float
+        Inner radius and width of the ring median filter that estimates the
+        local background (CEERS: 40 and 3).
+    tier_kernel_size : tuple of float
+        Gaussian smoothing sigma of each tier.
+    tier_npixels : tuple of int
+        Minimum connected area (8-connected, pixels) of a detection.
+    tier_nsigma : tuple of float
+        Detection threshold in units of the robust rms of the unsmoothed,
+        ring-filtered image (the CEERS convention).
+    tier_dilate_size : tuple of int
+        Dilation radius of each tier's detections; 0 means none.
+    dq_bits : int or str
+        DQ bits that mask a pixel; an int or flag names such as
+        ``"DO_NOT_USE,SATURATED"`` (see :func:`dq_bad`).
+    ring_block : int
+        Block size of the downsampled image on which the ring median runs.
+    max_samples : int
+        Largest number of pixels used for each robust statistic (a regular
+        subsample of the unmasked pixels; the statistical error of the
+        biweight rms from 2**16 pixels is ~0.3 %).
+    """
+
+    ring_radius_in: float = 40.0
+    ring_width: float = 3.0
+    tier_kernel_size: tuple = (25.0, 15.0, 5.0, 2.0)
+    tier_npixels: tuple = (15, 10, 3, 1)
+    tier_nsigma: tuple = (1.5, 1.5, 1.5, 1.5)
+    tier_dilate_size: tuple = (33, 25, 21, 19)
+    dq_bits: int | str = DEFAULT_DQ_BITS
+    ring_block: int = 8
+    max_samples: int = 2**16
+
+    def __post_init__(self):
+        n = len(self.tier_kernel_size)
+        for name in ("tier_npixels", "tier_nsigma", "tier_dilate_size"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} must have {n} entries (one per tier)")
+        if self.ring_block < 1:
+            raise ValueError("ring_block must be >= 1")
+
+    @property
+    def ntiers(self) -> int:
+        return len(self.tier_kernel_size)
+
+
+PRESETS: dict[str, MaskParams] = {
+    # YOUNG (Scofield/Joo): aggressive, protects intracluster light.
+    "young": MaskParams(
+        tier_nsigma=(1.5, 1.5, 1.5, 1.5),
+        tier_npixels=(15, 10, 3, 1),
+        tier_dilate_size=(33, 25, 21, 19),
+    ),
+    # CEERS (Ferguson's SubtractBackground defaults).
+    "ceers": MaskParams(
+        tier_nsigma=(3.0, 3.0, 3.0, 3.0),
+        tier_npixels=(15, 15, 5, 2),
+        tier_dilate_size=(0, 0, 0, 3),
+    ),
+}
+
+
+def params_for(preset: str = "young", **overrides) -> MaskParams:
+    """Return the parameters of a preset with some fields overridden.
+
+    Parameters
+    ----------
+    preset : {'young', 'ceers'}
+        Name of the preset.
+    **overrides
+        Any :class:`MaskParams` field, e.g. ``tier_nsigma=(2, 2, 2, 2)``.
+        Sequences are stored as tuples.
+
+    Returns
+    -------
+    MaskParams
+    """
+    try:
+        base = PRESETS[preset]
+    except KeyError:
+        raise ValueError(
+            f"unknown mask preset {preset!r}; choose one of {sorted(PRESETS)}"
+        ) from None
+    fields = {f.name for f in dataclasses.fields(MaskParams)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"unknown mask parameter(s): {', '.join(sorted(unknown))}")
+    clean = {k: tuple(v) if isinstance(v, (list, np.ndarray)) else v for k, v in overrides.items()}
+    return dataclasses.replace(base, **clean)
+
+
+def dq_bad(dq: np.ndarray | None, bits: int | str = DEFAULT_DQ_BITS,
+           shape: tuple | None = None) -> np.ndarray:
+    """Boolean array, True where any of ``bits`` is set in ``dq``.
+
+    Parameters
+    ----------
+    dq : ndarray of int, shape (ny, nx), or None
+        Data quality array (JWST convention).  None means all good.
+    bits : int or str
+        Bit mask, or flag names joined by ``,`` or ``+`` (JWST mnemonics).
+    shape : tuple, optional
+        Shape of the result when ``dq`` is None.
+
+    Returns
+    -------
+    ndarray of bool, shape (ny, nx)
+    """
+    if dq is None:
+        return np.zeros(shape, dtype=bool)
+    if isinstance(bits, str):
+        bits = interpret_bit_flags(bits.replace("+", ","), flag_name_map=dqflags.pixel)
+    bits = int(bits or 0)
+    return (np.asarray(dq).astype(np.uint32, copy=False) & np.uint32(bits)) != 0
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+def _sample(values: np.ndarray, good: np.ndarray, max_samples: int) -> np.ndarray:
+    """A regular subsample of ``values[good]`` with about ``max_samples`` entries.
+
+    Every k-th pixel of the flattened image, with k chosen coprime to the row
+    length so the subsample does not alias onto a few columns.
+    """
+    ngood = int(np.count_nonzero(good))
+    k = max(1, ngood // max_samples)
+    if k > 1 and values.ndim == 2:
+        while np.gcd(k, values.shape[1]) != 1:
+            k += 1
+    v = values.ravel()[::k]
+    return v[good.ravel()[::k]]
+
+
+def _robust_level_rms(values: np.ndarray, good: np.ndarray, max_samples: int):
+    """Biweight location and scale of the good pixels (a regular subsample)."""
+    s = _sample(values, good, max_samples)
+    if s.size < 10:
+        return 0.0, np.inf
+    s = s.astype(np.float64)
+    loc = float(biweight_location(s, c=6.0))
+    scale = float(biweight_scale(s, c=9.0, M=loc))
+    return loc, scale
+
+
+def _pad_to(a: np.ndarray, f: int) -> np.ndarray:
+    ny, nx = a.shape
+    py, px = (-ny) % f, (-nx) % f
+    if py or px:
+        a = np.pad(a, ((0, py), (0, px)), mode="edge")
+    return a
+
+
+def _block_reduce(a: np.ndarray, f: int, func: str) -> np.ndarray:
+    """Block mean or median over f x f blocks (edge-padded to a multiple of f)."""
+    if f == 1:
+        return a.astype(np.float32, copy=True)
+    a = _pad_to(a, f)
+    ny, nx = a.shape
+    b = a.reshape(ny // f, f, nx // f, f)
+    if func == "mean":
+        return b.mean(axis=(1, 3), dtype=np.float32)
+    b = b.transpose(0, 2, 1, 3).reshape(ny // f, nx // f, f * f)
+    return np.median(b, axis=2).astype(np.float32)
+
+
+def _upsample_axis(low: np.ndarray, f: int, axis: int, n_out: int) -> np.ndarray:
+    """Linear interpolation between block centres along axis 0 or 1 (clamped at the ends).
+
+    Returns a C-contiguous float32 array.
+    """
+    low = np.asarray(low, dtype=np.float32)
+    if axis == 0:
+        prev = np.concatenate([low[:1], low[:-1]])
+        nxt = np.concatenate([low[1:], low[-1:]])
+    else:
+        prev = np.concatenate([low[:, :1], low[:, :-1]], axis=1)
+        nxt = np.concatenate([low[:, 1:], low[:, -1:]], axis=1)
+    ny, nx = low.shape
+    out = np.empty((ny, f, nx) if axis == 0 else (ny, nx, f), dtype=np.float32)
+    # Output pixel p of block j sits (p + 0.5) / f - 0.5 blocks from the centre of block j.
+    for p in range(f):
+        o = (p + 0.5) / f - 0.5
+        other = prev if o < 0 else nxt
+        dst = out[:, p, :] if axis == 0 else out[:, :, p]
+        np.multiply(low, np.float32(1 - abs(o)), out=dst)
+        dst += other * np.float32(abs(o))
+    if axis == 0:
+        return out.reshape(ny * f, nx)[:n_out]
+    return out.reshape(ny, nx * f)[:, :n_out]
+
+
+def _upsample(low: np.ndarray, f: int, shape: tuple) -> np.ndarray:
+    """Bilinear upsampling of a block image (block centres) back to ``shape``.
+
+    Hand-written separable form (one vectorised pass per sub-block phase):
+    ``scipy.ndimage.zoom(order=1, grid_mode=True)`` gives the same values but
+    takes ~0.16 s for 256 -> 2048 against ~0.02 s here.
+    """
+    low = np.asarray(low, dtype=np.float32)
+    if f == 1:
+        return low[: shape[0], : shape[1]]
+    return _upsample_axis(_upsample_axis(low, f, 0, shape[0]), f, 1, shape[1])
+
+
+def ring_median_background(data: np.ndarray, bad: np.ndarray, radius_in: float = 40.0,
+                           width: float = 3.0, block: int = 8,
+                           fill: float | None = None) -> np.ndarray:
+    """Local background by a ring median filter.
+
+    The CEERS code runs ``scipy.ndimage.median_filter`` with a
+    ``Ring2DKernel(40, 3)`` footprint (~780 pixels) at full resolution, which
+    takes minutes on a full frame.  The ring median is a background estimate
+    on a 40-px scale, so it is computed here on an image of ``block x block``
+    block medians with a ring of inner radius ``radius_in / block`` and width
+    ``max(width / block, 1)`` blocks, and bilinearly upsampled (~0.15 s for
+    2048 x 2048 with ``block=8``).  ``block=1`` gives the exact original.
+
+    Parameters
+    ----------
+    data : ndarray, shape (ny, nx)
+        Image (any units).
+    bad : ndarray of bool, shape (ny, nx)
+        Pixels not to use; they are replaced by ``fill`` first.
+    radius_in, width : float
+        Ring inner radius and width in pixels.
+    block : int
+        Downsampling block size.
+    fill : float, optional
+        Replacement value for bad pixels (default: biweight location of the
+        good pixels).
+
+    Returns
+    -------
+    ndarray of float32, shape (ny, nx)
+        The background estimate.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    if fill is None:
+        fill, _ = _robust_level_rms(data, ~bad, 2**16)
+    filled = np.where(bad, np.float32(fill), data)
+    low = _block_reduce(filled, block, "median")
+    r_in = radius_in / block
+    w = max(width / block, 1.0)
+    footprint = Ring2DKernel(r_in, w).array > 0
+    low_bg = ndimage.median_filter(low, footprint=footprint, mode="reflect")
+    return _upsample(low_bg, block, data.shape).astype(np.float32, copy=False)
+
+
+_SQUARE = ndimage.generate_binary_structure(2, 2)
+
+
+def _or_shifted(acc: np.ndarray, t: int, dy: int, dx: int) -> np.ndarray:
+    """``acc`` OR ``acc`` moved by ``t * (dy, dx)`` pixels (zero fill)."""
+    sy, sx = t * dy, t * dx
+    ny, nx = acc.shape
+    out = acc.copy()
+    out[max(sy, 0):ny + min(sy, 0), max(sx, 0):nx + min(sx, 0)] |= \
+        acc[max(-sy, 0):ny + min(-sy, 0), max(-sx, 0):nx + min(-sx, 0)]
+    return out
+
+
+def _dilate_line(mask: np.ndarray, h: int, dy: int, dx: int) -> np.ndarray:
+    """Dilate by the segment {k (dy, dx) : |k| <= h} (van Herk-style doubling).
+
+    The OR over a window of L = 2h + 1 shifts is built from windows of 1, 2,
+    4, ... shifts, so the cost is ~log2(L) whole-array ORs whatever h is.
+    The caller pads the array so nothing is pushed off its edges.
+    """
+    if h <= 0:
+        return mask
+    L = 2 * h + 1
+    acc, p = mask, 1
+    while 2 * p <= L:
+        acc = _or_shifted(acc, p, dy, dx)
+        p *= 2
+    if p < L:
+        acc = _or_shifted(acc, L - p, dy, dx)
+    # acc[x] = OR_{k=0..L-1} mask[x - k d]: move back by h to centre the window.
+    sy, sx = -h * dy, -h * dx
+    ny, nx = acc.shape
+    out = np.zeros_like(acc)
+    out[max(sy, 0):ny + min(sy, 0), max(sx, 0):nx + min(sx, 0)] = \
+        acc[max(-sy, 0):ny + min(-sy, 0), max(-sx, 0):nx + min(-sx, 0)]
+    return out
+
+
+def _octagon_sizes(radius: float) -> tuple[int, int]:
+    """Diamond and square radii (a, b) of the octagon standing in for a disk.
+
+    square(b) + diamond(a) is an octagon with inradius a + b (on the axes) and
+    vertices at (a + b, b); it is regular for a = sqrt(2) b.  The inradius is
+    set to 0.961 r, between equal area (0.974 r) and equal mean width
+    (0.948 r, which sets the area added around large masked regions).
+    """
+    rho = 0.961 * radius
+    b = int(round(rho / (1.0 + np.sqrt(2.0))))
+    return int(round(rho - b)), b
+
+
+_EXACT_BELOW = 6.0
+
+
+def _dilate_small_disk(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Exact dilation by the disk x^2 + y^2 <= radius^2 (small radii).
+
+    The disk is the union of the rectangles [-w(h), w(h)] x [-h, h] at its
+    "corners" (rows h where the half-width w drops), each rectangle a
+    horizontal and a vertical line dilation.
+    """
+    r = int(np.floor(radius))
+    w = np.floor(np.sqrt(np.maximum(radius**2 - np.arange(r + 1) ** 2, 0))).astype(int)
+    pad = r + 1
+    big = np.pad(mask, pad)
+    out = np.zeros_like(big)
+    for h in range(r + 1):
+        if h == r or w[h + 1] < w[h]:
+            out |= _dilate_line(_dilate_line(big, int(w[h]), 0, 1), h, 1, 0)
+    return out[pad:-pad, pad:-pad]
+
+
+def dilate(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Dilate a boolean mask by (approximately) a disk of the given radius.
+
+    Exact circular dilation is slow for the radii used here (up to 33 px):
+    ``binary_dilation`` with a 67 x 67 footprint (photutils'
+    ``make_source_mask(footprint=circular_footprint(33))``) takes seconds and
+    ``distance_transform_edt`` ~0.7 s per full frame.  The disk is replaced by
+    a regular octagon (radii >= 6; smaller disks are done exactly as a union
+    of rectangles), the Minkowski sum of a square of radius ``b`` and a
+    diamond (L1 ball) of radius ``a`` with ``a + b = 0.961 radius`` and
+    ``a = sqrt(2) b`` (see :func:`_octagon_sizes`): its radial extent is within
+    -4 % / +4 % of the disk's (+-1.3 px at radius 33), its area and mean
+    width within 2.5 %.  The square and the
+    diamond are themselves sums of line segments (horizontal, vertical, two
+    diagonals, and a 3x3 cross for the diamond's odd/even parity), each done
+    with doubling shifts: ~15-25 ms per full frame for any radius and any mask
+    (iterated 3x3 ``binary_dilation`` gives the identical octagon but costs
+    0.1-0.2 s on a crowded mask).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (ny, nx)
+        Pixels to grow.
+    radius : float
+        Disk radius in pixels; <= 0 returns a copy.
+
+    Returns
+    -------
+    ndarray of bool, shape (ny, nx)
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if radius <= 0 or not mask.any():
+        return mask.copy()
+    if radius < _EXACT_BELOW:
+        return _dilate_small_disk(mask, radius)
+    a, b = _octagon_sizes(radius)
+    pad = a + b + 1
+    out = np.pad(mask, pad)
+    out = _dilate_line(out, b, 0, 1)
+    out = _dilate_line(out, b, 1, 0)
+    if a > 0:
+        m = (a - 1) // 2  # diag1(m) + diag2(m) + cross = diamond of radius 2m + 1
+        out = _dilate_line(out, m, 1, 1)
+        out = _dilate_line(out, m, 1, -1)
+        for _ in range(1 + a - (2 * m + 1)):
+            grown = out.copy()
+            grown[1:] |= out[:-1]
+            grown[:-1] |= out[1:]
+            grown[:, 1:] |= out[:, :-1]
+            grown[:, :-1] |= out[:, 1:]
+            out = grown
+    return out[pad:-pad, pad:-pad]
+
+
+def _gauss_transfer(n: int, sigma: float, real: bool) -> np.ndarray:
+    freq = sp_fft.rfftfreq(n) if real else sp_fft.fftfreq(n)
+    return np.exp(-2.0 * (np.pi * sigma * freq) ** 2).astype(np.float32)
+
+
+def _smooth(img: np.ndarray, sigma: float, fill: float = 0.0) -> np.ndarray:
+    """Gaussian smoothing by FFT, outside the image filled with ``fill``.
+
+    The CEERS code uses ``astropy.convolution.convolve_fft`` with a
+    ``Gaussian2DKernel`` (boundary 'fill'); this is the same convolution done
+    directly with ``scipy.fft`` in float32 with the kernel's analytic transfer
+    function, ~0.1 s per full frame for any sigma (``gaussian_filter`` costs
+    0.12 s at sigma = 2 and ~1.5 s at sigma = 25; smoothing a block-averaged
+    image instead is faster but moves sources by up to half a block).  The
+    image is padded by 4 sigma (circular wrap-around then only sees ``fill``).
+    """
+    ny, nx = img.shape
+    pad = int(np.ceil(4.0 * sigma))
+    sy = sp_fft.next_fast_len(ny + pad, real=True)
+    sx = sp_fft.next_fast_len(nx + pad, real=True)
+    buf = np.full((sy, sx), fill, dtype=np.float32)
+    buf[:ny, :nx] = img
+    spec = sp_fft.rfft2(buf, workers=1)
+    spec *= _gauss_transfer(sy, sigma, real=False)[:, None]
+    spec *= _gauss_transfer(sx, sigma, real=True)[None, :]
+    return sp_fft.irfft2(spec, s=(sy, sx), workers=1)[:ny, :nx]
+
+
+def _detect(smoothed: np.ndarray, threshold: float, npixels: int,
+            exclude: np.ndarray) -> np.ndarray:
+    """Pixels of 8-connected segments above ``threshold`` with >= npixels.
+
+    Same as ``photutils.segmentation.detect_sources(...).data > 0`` with
+    ``mask=exclude``, hand-written because photutils spends 0.07-0.6 s per
+    full frame on relabelling and bookkeeping the mask does not need
+    (``ndimage.label`` + ``bincount``: ~0.02-0.05 s).
+    """
+    above = (smoothed > threshold) & ~exclude
+    if npixels <= 1:
+        return above
+    labels, n = ndimage.label(above, structure=_SQUARE)
+    if n == 0:
+        return above
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= npixels
+    keep[0] = False
+    return keep[labels]
+
+
+# --------------------------------------------------------------------------
+# the mask
+# --------------------------------------------------------------------------
+
+
+def tiered_source_mask(data: np.ndarray, dq: np.ndarray | None = None,
+                       params: MaskParams | str | None = None,
+                       return_tiers: bool = False):
+    """Tiered source mask of an image.
+
+    Parameters
+    ----------
+    data : ndarray, shape (ny, nx)
+        Image, e.g. a rate or cal SCI array (any units; flat-fielded data give
+        the best masks).  Non-finite values are masked.
+    dq : ndarray of int, shape (ny, nx), optional
+        Data quality; pixels with any of ``params.dq_bits`` are masked.
+    params : MaskParams or str, optional
+        Parameters or a preset name (default ``'young'``).
+    return_tiers : bool
+        Also return the per-tier detection masks (after dilation).
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (ny, nx)
+        True for source or bad pixels.
+    tiers : list of ndarray of bool
+        Only with ``return_tiers``: the pixels added by each tier.
+
+    Notes
+    -----
+    For each tier: the rms and level are the biweight scale and location of
+    the unmasked pixels of the ring-filtered image; masked pixels are replaced
+    by the level; the image is smoothed with a Gaussian of ``tier_kernel_size``
+    and pixels more than ``tier_nsigma * rms`` above the level, in segments of
+    at least ``tier_npixels`` pixels and outside the current mask, are
+    detected, dilated by ``tier_dilate_size`` and added to the mask.
+    """
+    if params is None:
+        params = PRESETS["young"]
+    elif isinstance(params, str):
+        params = params_for(params)
+    data = np.asarray(data)
+    if data.ndim != 2:
+        raise ValueError(f"data must be 2-D, got shape {data.shape}")
+    if dq is not None and np.shape(dq) != data.shape:
+        raise ValueError(f"dq shape {np.shape(dq)} differs from data shape {data.shape}")
+
+    bad = ~np.isfinite(data) | dq_bad(dq, params.dq_bits, data.shape)
+    if bad.all():
+        return (bad, []) if return_tiers else bad
+    img = np.asarray(data, dtype=np.float32)
+    bkg = ring_median_background(img, bad, params.ring_radius_in, params.ring_width,
+                                 params.ring_block)
+    img = img - bkg  # finite wherever ~bad
+
+    mask = bad.copy()
+    tiers = []
+    for sigma, npix, nsig, rdil in zip(params.tier_kernel_size, params.tier_npixels,
+                                        params.tier_nsigma, params.tier_dilate_size):
+        level, rms = _robust_level_rms(img, ~mask, params.max_samples)
+        if not np.isfinite(rms) or rms <= 0:
+            break
+        filled = np.where(mask, np.float32(level), img)
+        smoothed = _smooth(filled, float(sigma), level)
+        det = _detect(smoothed, level + nsig * rms, int(npix), mask)
+        if rdil and rdil > 0:
+            det = dilate(det, float(rdil))
+        if return_tiers:
+            tiers.append(det & ~mask)
+        mask |= det
+    return (mask, tiers) if return_tiers else mask
+
