@@ -22,10 +22,16 @@ def unwritable_dir(tmp_path: Path) -> Path:
     return d
 
 
+#: every network attempt of a tool run by the tests lands here (tests/netguard/sitecustomize.py)
+NETWORK_LOG = Path(os.environ.get("YOUNG_NETWORK_LOG") or f"/tmp/young-network-{os.getpid()}.log")
+
+
 def tool_env(**extra) -> dict:
-    """Environment for running tools from the checkout as subprocesses."""
+    """Environment for running tools from the checkout as subprocesses, with the network guard on."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "shared"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "tests" / "netguard"), str(REPO / "shared"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["YOUNG_NETWORK_LOG"] = str(NETWORK_LOG)
     env.pop("YOUNG_CONFIG", None)
     env.update(extra)
     return env
