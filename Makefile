@@ -42,11 +42,21 @@ clean:
 	rm -rf demo demo-out bench/out .pytest_cache
 
 DEMO_DIR ?= demo
+DEMO_OUT ?= demo-out
+DEMO_JOBS ?= 2
+DEMO_STEPS := refs stage1 fnoise stage2 wisp bkg stage3
+# the demo: simulate (once), run every step of the chain with make -j, time each, write the QA report
 demo: install
-	$(BIN)/young-sim $(DEMO_DIR) --preset demo --seed 1 --force > /dev/null
-	find $(DEMO_DIR)/raw -name '*_uncal.fits' | sort \
-	  | $(BIN)/young-stage1 --config $(DEMO_DIR)/young.yaml \
-	  | $(BIN)/young-stage2 --config $(DEMO_DIR)/young.yaml
+	@test -f $(DEMO_DIR)/young.yaml || $(BIN)/young-sim $(DEMO_DIR) --preset demo --seed 1 --force > /dev/null
+	@mkdir -p $(DEMO_OUT) && : > $(DEMO_OUT)/timings.tsv
+	@for step in $(DEMO_STEPS); do \
+	  t0=$$(date +%s.%N); \
+	  $(MAKE) --no-print-directory -j $(DEMO_JOBS) $$step INPUT=$(DEMO_DIR)/raw OUTPUT=$(DEMO_OUT) \
+	    CONFIG=$(DEMO_DIR)/young.yaml || exit 1; \
+	  printf '%s\t%s\t%s\n' $$step $$t0 $$(date +%s.%N) >> $(DEMO_OUT)/timings.tsv; \
+	  echo "demo: $$step done"; \
+	done
+	$(BIN)/python -m young.report $(DEMO_DIR) $(DEMO_OUT)
 
 # ---------------------------------------------------------------------------------------------
 # The chain: make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP="fnoise wisp bkg"]
@@ -150,6 +160,9 @@ else
 $(CALS) &: $(FRATES)
 	$(OFFLINE) $(MPIRUN) -n $(MPI) $(YOUNG_BIN)/young-stage2 -q $(CFG_OPT) $^ > /dev/null
 endif
+
+# a short-wave file's wisp mask comes from its long-wave partner: every cal file first
+$(filter-out $(CALS),$(WCALS)): | $(CALS)
 
 $(O)/%_wisp_cal.fits: $(O)/%_cal.fits
 	$(OFFLINE) $(YOUNG_BIN)/young-wisp -q $(CFG_OPT) $< > /dev/null

@@ -12,8 +12,6 @@ Tests on full frames are marked ``slow``.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -321,28 +319,3 @@ def test_errors():
         bg.subtract_background(data, None, None, mask=np.ones((100, 100), bool))
     with pytest.raises(InputError, match="2-D"):
         bg.pedestal(np.zeros(10), np.zeros(10, bool))
-
-
-# --------------------------------------------------------------------------
-# runtime
-
-
-@pytest.mark.slow
-def test_runtime_full_frame(field):
-    """Target: <= 3 s per 2048^2 image per core for each mode, mask included."""
-    f = field
-    times = {}
-    t0 = time.perf_counter()
-    masks.tiered_source_mask(f["sloped"], f["dq"])
-    times["mask"] = time.perf_counter() - t0
-    var = np.full(SHAPE, SIGMA**2, np.float32)
-    for mode in ("pedestal", "2d"):
-        t0 = time.perf_counter()
-        bg.subtract_background(f["sloped"], f["dq"], var, mode=mode)
-        times[mode] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        bg.subtract_background(f["sloped"], f["dq"], var, mode=mode, mask=f["mask_sloped"])
-        times[mode + " (mask given)"] = time.perf_counter() - t0
-    print("background runtimes on 2048^2:", {k: round(v, 2) for k, v in times.items()})
-    # 3 s is the target; twice that as the hard limit on a shared machine
-    assert times["pedestal"] < 6.0 and times["2d"] < 6.0

@@ -13,8 +13,6 @@ WispFitParams).  Tests on full frames are marked ``slow``.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation
@@ -304,22 +302,6 @@ def test_scale_outside_bounds_is_reported(scene):
     assert s == pytest.approx(2.0, abs=0.01) and diag["at_bound"]
     s, _, diag = wisp.fit_scale(data, d["template"], d["mask"], d["region"], bounds=(0, 4))
     assert abs(s / 2.6 - 1) < 0.05 and not diag["at_bound"]
-
-
-@pytest.mark.slow
-def test_fit_and_subtract_runtime(scene):
-    """Target: fit + subtraction <= 0.5 s on a 2048^2 frame (region given)."""
-    d = scene
-    best = np.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        s, _, _ = wisp.fit_scale(d["data"], d["template"], d["mask"], d["region"])
-        wisp.subtract(d["data"], d["template"], s)
-        best = min(best, time.perf_counter() - t0)
-    print(f"wisp fit + subtract on 2048^2: {best:.3f} s")
-    # 0.5 s is the target (measured 0.28 s on an idle core); twice that as
-    # the hard limit so a loaded shared CI machine does not fail spuriously.
-    assert best < 1.0
 
 
 @pytest.mark.slow

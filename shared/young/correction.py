@@ -10,6 +10,7 @@ under a new name.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,9 +28,17 @@ def validate_image(src: Path, levels=("rate", "cal")):
     return fitscheck.check_nircam_image(src, levels)
 
 
+def _lacks_tag(tag: str, pn: naming.ProductName) -> bool:
+    return tag not in pn.tags
+
+
 def not_tagged(tag: str) -> Callable[[naming.ProductName], bool]:
-    """Directory filter: only products that do not carry ``tag`` yet (used by ``ToolSpec.accept``)."""
-    return lambda pn: tag not in pn.tags
+    """Directory filter: only products that do not carry ``tag`` yet (used by ``ToolSpec.accept``).
+
+    A ``functools.partial`` of a module-level function, not a lambda: the
+    ToolSpec holding it is pickled to ``--jobs`` workers and MPI ranks.
+    """
+    return functools.partial(_lacks_tag, tag)
 
 
 def open_model(path: str | Path):
