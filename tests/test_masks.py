@@ -1,6 +1,5 @@
 """Tests of young.masks (tiered source masks), on arrays built here."""
 
-import time
 
 import numpy as np
 import pytest
@@ -254,8 +253,9 @@ def test_subarray_shapes(shape):
     assert m.shape == shape and m.dtype == bool
 
 
-def test_full_frame_speed():
-    """2048 x 2048 in well under 2 s of CPU (measured ~0.8 s on a 2-core EPYC)."""
+def test_full_frame_masks_reference_border():
+    """A 2048 x 2048 frame with 600 sources: the reference border is always masked (speed is
+    benchmarked in bench/fnoise, not asserted here: ~0.8 s of CPU on a 2-core EPYC)."""
     rng = np.random.default_rng(12)
     srcs = [(rng.uniform(0, 2048), rng.uniform(0, 2048), rng.uniform(20, 2000),
              rng.uniform(1, 6)) for _ in range(600)]
@@ -263,7 +263,5 @@ def test_full_frame_speed():
     dq = np.zeros(img.shape, np.uint32)
     dq[:4], dq[-4:], dq[:, :4], dq[:, -4:] = 2**31, 2**31, 2**31, 2**31
     for preset in ("young", "ceers"):
-        t0 = time.process_time()
         m = tiered_source_mask(img, dq, preset)
-        assert time.process_time() - t0 < 2.0, preset
         assert m[:4].all() and m[:, -4:].all()

@@ -87,7 +87,7 @@ def products(out_dir: Path, suffix: str, tags: tuple[str, ...]) -> list[Path]:
 def fnoise_section(sim: Path, out: Path, img_dir: Path) -> list[str]:
     from astropy.io import fits
 
-    from .fnoise_step import stripe_residual_fraction
+    from . import qa_metrics
 
     lines = ["## 1/f noise (`young-fnoise`)", "",
              "Residual stripe fraction: rms of the per-amplifier row medians of (corrected − truly clean) "
@@ -99,9 +99,15 @@ def fnoise_section(sim: Path, out: Path, img_dir: Path) -> list[str]:
         truth = sim / "truth" / "oneoverf" / f"{naming.parse(rate).base}_1f_truth.fits"
         if not (corrected.exists() and truth.exists()):
             continue
-        pattern = fits.getdata(truth, "SCI")
-        frac = stripe_residual_fraction(rate, corrected, truth)
-        lines.append(f"| {rate.name} | {np.nanstd(pattern):.4f} | {frac:.3f} |")
+        with fits.open(rate) as h:
+            data, dq, nout = h["SCI"].data.astype(float), h["DQ"].data, int(h[0].header.get("NOUTPUTS", 4))
+        with fits.open(truth) as h:
+            pattern, tdq = h["SCI"].data.astype(float), h["DQ"].data
+        removed = data - fits.getdata(corrected, "SCI").astype(float)
+        good = qa_metrics.sky_pixels(data - pattern, dq, tdq)
+        res = qa_metrics.stripe_residual(removed, pattern, good, nout)
+        frac = getattr(res, "fraction", res)
+        lines.append(f"| {rate.name} | {np.nanstd(pattern):.4f} | {float(frac):.3f} |")
         first = first or (rate, corrected)
     if first:
         png = before_after_png(_sci(first[0]), _sci(first[1]), img_dir / "fnoise.png", f"1/f: {first[0].name}")
