@@ -26,7 +26,14 @@ is in :mod:`young.fnoise` and :mod:`young.masks`.  One exposure at a time:
    with ``--user-mask``; across a masked region that fills amplifier rows,
    ``--method gradient`` keeps the amplifier's own stripes (``amp`` falls back
    to the full row there).
-4. **Method.**  ``--method amp`` (per-amplifier row medians with the
+4. **Wisps.**  On A3/A4/B3/B4 with a wisp template for the filter
+   (``--wisp-templates DIR``, else the config's ``wisp_directory``) the
+   wisp's scale is fitted first with a stripe-proof fit
+   (:func:`provisional_wisp_scale`) and the stripes are measured on the
+   data minus that wisp; the wisp stays in the product for young-wisp.
+   Without this the amplifier row medians take the smooth wisp for stripes
+   and remove most of it (``--no-wisp-model`` shows it).
+5. **Method.**  ``--method amp`` (per-amplifier row medians with the
    two-sided, noise-based full-row fallback, then a column pattern) or
    ``gradient`` (medians of row differences, integrated and anchored on the
    sky: for fields filled by extended light).  Default: ``amp`` for rate
@@ -35,7 +42,7 @@ is in :mod:`young.fnoise` and :mod:`young.masks`.  One exposure at a time:
    default is Bagley's 2).
    Amplifiers come from ``meta.exposure.noutputs`` (full frame and 4-output
    subarrays: 4 column blocks; 1-output subarrays: the whole width).
-5. **Apply.**  SCI loses the pattern; ERR is unchanged (the pattern's own
+6. **Apply.**  SCI loses the pattern; ERR is unchanged (the pattern's own
    error, ~0.06 sigma per row, adds < 0.3 % to the variance); DQ only gains
    DO_NOT_USE where the result is not finite (never a silent zero);
    reference pixels are untouched.
@@ -47,7 +54,8 @@ version, parameter hash and the full parameters as HISTORY):
 ``YNG1FMSK`` mask preset, ``YNG1FTHR`` mask_thresh, ``YNG1FK`` fallback k,
 ``YNG1FMF`` masked fraction, ``YNG1FFB`` full-row fallback rows per
 amplifier, ``YNG1FPED`` pedestal, ``YNG1FRMS`` rms of the subtracted row
-pattern (data units), ``YNG1FNAN`` pixels newly flagged DO_NOT_USE.
+pattern (data units), ``YNG1FNAN`` pixels newly flagged DO_NOT_USE, ``YNG1FWSP`` wisp template fitted
+beside the stripes (``none``), ``YNG1FWSS`` its provisional scale.
 
 Side products beside the product (``X_1f_rate.fits`` ->):
 ``X_1f_rate_model.fits`` (``--save-model``: the subtracted pattern, data
@@ -90,6 +98,8 @@ DEFAULTS: dict[str, Any] = {
     "mask_thresh": 0.8,
     "flat": True,
     "user_mask": None,       # FITS image, nonzero = masked (ORed with the tiered mask)
+    "wisp_templates": None,  # wisp template folder: stripes measured beside a provisional wisp fit
+    "wisp_model": True,
     "save_model": False,
     "save_mask": False,
     "plot": False,
@@ -160,6 +170,13 @@ def build_params(section: dict, cli: dict) -> dict:
         if not path.is_file():
             raise UsageError("--user-mask: no such file", path)
         p["user_mask"] = {"path": str(path.resolve()), "mtime": path.stat().st_mtime}
+    p["wisp_model"] = bool(pick("wisp_model"))
+    templates = cli.get("wisp_templates") or section.get("wisp_templates") or section.get("wisp_directory")
+    if templates and p["wisp_model"]:
+        folder = Path(str(templates)).expanduser()
+        if not folder.is_dir():
+            raise UsageError("wisp template folder not found (--wisp-templates / wisp_directory)", folder)
+        p["wisp_templates"] = str(folder.resolve())
     tuning = dict(TOOL_DEFAULTS)
     tuning.update({k: section[k] for k in TUNABLE if section.get(k) is not None})
     try:
@@ -320,6 +337,78 @@ def read_user_mask(path: str, model) -> np.ndarray:
     raise InputError(f"--user-mask is {mask.shape[1]}x{mask.shape[0]}, the data {shape[1]}x{shape[0]}", path)
 
 
+# --------------------------------------------------------------------------- wisp region
+
+
+def wisp_template(model, folder: str | None) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The wisp template young-wisp would use for this exposure, on its pixel grid, and its region.
+
+    ``WISP_{DETECTOR}_{FILTER}_{PUPIL}.fits`` in ``folder``, the RATE or CAL
+    extension by product level, cut to the subarray (:func:`young.wisp_step.template_for`).
+    ``(None, None, 'none')`` for detectors without wisps, filters without a
+    template, no folder, or a readout the template's region does not reach.
+
+    Raises
+    ------
+    InputError
+        The template exists but is unreadable or does not fit the readout.
+    """
+    from . import wisp, wisp_step
+
+    det = str(model.meta.instrument.detector or "").upper()
+    if not folder or det not in wisp.WISP_DETECTORS:
+        return None, None, "none"
+    filt = str(model.meta.instrument.filter or "").upper()
+    pupil = str(model.meta.instrument.pupil or "CLEAR").upper()
+    path = Path(folder) / wisp_step.template_name(det, filt, pupil)
+    if not path.is_file():
+        return None, None, "none"
+    ext = "RATE" if correction.product_level(model) == "rate" else "CAL"
+    template, region = wisp_step.template_for(path, ext, model)
+    if np.count_nonzero(region) < wisp.WispFitParams().min_pixels:
+        return None, None, "none"
+    return template, region, path.name
+
+
+def _row_means(image: np.ndarray, use: np.ndarray, noutputs: int, min_pixels: int = 20) -> np.ndarray:
+    """Mean of each amplifier row over the ``use`` pixels, on the image's grid (0 where too few)."""
+    out = np.zeros(image.shape, np.float32)
+    for sl in fnoise.amp_slices(image.shape[1], noutputs):
+        u = use[:, sl]
+        n = u.sum(axis=1)
+        tot = np.where(u, image[:, sl], 0.0).sum(axis=1, dtype=np.float64)
+        out[:, sl] = np.where(n >= min_pixels, tot / np.maximum(n, 1), 0.0).astype(np.float32)[:, None]
+    return out
+
+
+def provisional_wisp_scale(image: np.ndarray, template: np.ndarray, mask: np.ndarray, region: np.ndarray,
+                           noutputs: int) -> float:
+    """Scale of the wisp in ``image``, fitted so that 1/f stripes cannot bias it.
+
+    Why: a wisp is smoother than the tiered mask's 40-pixel ring filter, so the
+    mask does not see it, and per-amplifier row medians take the part of it
+    that is constant along an amplifier row for stripes (on the tiny strips
+    with an injected wisp young-wisp then fitted 0.03-0.08 for an injected
+    0.8-1.3: the stripes ate the wisp).  Masking the template region instead
+    fails where the region fills whole amplifier rows (the full-row fallback
+    then has nothing left).  Here image and template both lose their mean
+    over the same unmasked pixels of each amplifier row: linear, so any
+    stripe pattern cancels exactly and the noise does not bias the scale
+    (row *medians* do: a median of wisp + noise is not the wisp's median,
+    measured 8 % low); sources are excluded by ``mask``.  Then
+    :func:`young.wisp.fit_scale` (biweight scatter, bounded search)
+    fits the scale over the template region.  The 1/f pattern is measured on
+    ``image - scale * template``; the wisp itself is left for young-wisp.
+    """
+    from . import wisp
+
+    use = ~mask & np.isfinite(image) & np.isfinite(template)
+    d = np.where(use, image - _row_means(image, use, noutputs), np.nan).astype(np.float32)
+    t = (template - _row_means(template, use, noutputs)).astype(np.float32)
+    scale, _, _ = wisp.fit_scale(d, t, ~use, region, correct_rows=False, bounds=(0.0, 3.0))
+    return float(scale)
+
+
 # --------------------------------------------------------------------------- the correction
 
 
@@ -386,10 +475,12 @@ class Result:
     bad: np.ndarray
     diagnostics: Any
     seconds: float
+    wisp_scale: float | None = None
 
 
 def correct_model(model, params: dict, flat_path: str | None = None,
-                  user_mask: np.ndarray | None = None) -> Result:
+                  user_mask: np.ndarray | None = None,
+                  wisp: tuple[np.ndarray, np.ndarray] | None = None) -> Result:
     """Measure and subtract the 1/f pattern of an open ImageModel (arrays only; nothing saved).
 
     Parameters
@@ -403,6 +494,10 @@ def correct_model(model, params: dict, flat_path: str | None = None,
         for cal files.
     user_mask : ndarray of bool, optional
         More pixels not to measure (ORed with the tiered mask).
+    wisp : (template, region), optional
+        Wisp template of this exposure (data units) and its region: the
+        stripes are measured on the data minus a provisional wisp fit
+        (:func:`provisional_wisp_scale`); the wisp stays in the product.
 
     Returns
     -------
@@ -423,14 +518,23 @@ def correct_model(model, params: dict, flat_path: str | None = None,
     mask, bad = source_mask(data, dq, flat, fp, nout)
     if user_mask is not None:
         mask = mask | user_mask
+    wisp_scale = None
+    if wisp is not None:  # the mask is the same with or without the wisp (smoother than its ring filter)
+        template, region = wisp
+        wisp_scale = provisional_wisp_scale(measured_image(data, flat), measured_image(template, flat), mask,
+                                            region, nout)
+        wisp_model = (wisp_scale * template).astype(np.float32)
+        data = data - wisp_model
     if mask.all():
         raise InputError("no unmasked science pixel to measure the 1/f pattern on")
     corrected, dq_out, pattern, diag = fnoise.correct(
         data, dq, None, method, nout, mask=mask, flat=flat, params=fp)
+    if wisp_scale is not None:
+        corrected = (corrected + wisp_model).astype(np.float32)
     flat_name = Path(flat_path).name if flat is not None else ("none (cal: flat-fielded)" if level == "cal"
                                                                 else "none")
     return Result(method, level, nout, flat_name, corrected, dq_out, pattern, mask, bad, diag,
-                  time.perf_counter() - t0)
+                  time.perf_counter() - t0, wisp_scale)
 
 
 def _keywords(res: Result, params: dict) -> dict:
@@ -469,13 +573,17 @@ def process(job: Job) -> dict:
             job.log.warning("no FLAT reference applies (N/A in CRDS): measuring on the rate itself")
         before = np.array(model.data, copy=True) if p["plot"] else None
         user = read_user_mask(p["user_mask"]["path"], model) if p["user_mask"] else None
+        template, region, wisp_name = wisp_template(model, p.get("wisp_templates"))
         try:
-            res = correct_model(model, p, flat_path, user)
+            res = correct_model(model, p, flat_path, user, None if template is None else (template, region))
         except ValueError as exc:  # the algorithm's own checks (shapes, outputs)
             raise InputError(str(exc)) from None
         model.data = res.corrected
         model.dq = res.dq
         d = res.diagnostics
+        if res.wisp_scale is not None:
+            job.log.info("stripes measured beside the wisp of %s (provisional scale %.3f, left in the product "
+                         "for young-wisp)", wisp_name, res.wisp_scale)
         job.log.info("%s on %s (%d outputs, flat %s): pedestal %.4g, fallback rows per amp %s, "
                      "%.1f%% masked, %d pixels flagged, %.2f s", res.method, res.level, res.noutputs, res.flat,
                      d.pedestal, d.fallback_counts(), 100 * float(np.mean(res.mask)), d.n_flagged, res.seconds)
@@ -488,7 +596,11 @@ def process(job: Job) -> dict:
     if p["plot"]:
         qa_plot(extra_path(job.dst, "", ".png"), before, res, title=f"{job.dst.name}  young-fnoise --method "
                 f"{res.method}")
-    return _keywords(res, p)
+    kw = _keywords(res, p)
+    kw["YNG1FWSP"] = (wisp_name[:60], "wisp template fitted beside the stripes")
+    if res.wisp_scale is not None:
+        kw["YNG1FWSS"] = (round(res.wisp_scale, 5), "provisional wisp scale (wisp left in the data)")
+    return kw
 
 
 # --------------------------------------------------------------------------- side products
@@ -645,6 +757,14 @@ def app():
             "--user-mask", metavar="FITS",
             help="Also mask the nonzero pixels of this image (same shape, or full frame for subarrays), "
                  "e.g. cluster light the tiered mask misses; --save-mask output works.")], None),
+        option("wisp_templates", Annotated[Optional[str], typer.Option(
+            "--wisp-templates", metavar="DIR",
+            help="Wisp template folder (default: the config's wisp_directory): on A3/A4/B3/B4 the stripes "
+                 "are measured beside a provisional wisp fit, so the wisp is not taken for stripes (it is "
+                 "left in the product for young-wisp).")], None),
+        option("wisp_model", Annotated[Optional[bool], typer.Option(
+            "--wisp-model/--no-wisp-model",
+            help="Fit the wisp beside the stripes when a template applies (default on).")], None),
         option("save_model", Annotated[Optional[bool], typer.Option(
             "--save-model", help="Also write the subtracted pattern, X_1f_rate_model.fits.")], None),
         option("save_mask", Annotated[Optional[bool], typer.Option(
