@@ -18,7 +18,7 @@ help:
 	@echo "make install   create $(VENV) with the pinned dependencies (constraints.txt) and YOUNG"
 	@echo "make test      install, then run the test suite"
 	@echo "make demo      install, simulate the demo field, run the whole chain, write demo-out/"
-	@echo "make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP='fnoise wisp bkg'] [MPI=N]"
+	@echo "make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP='fnoise wisp bkg'] [MPI=N] [JOBS=N]"
 
 install: $(STAMP)
 
@@ -52,7 +52,7 @@ demo: install
 	@for step in $(DEMO_STEPS); do \
 	  t0=$$(date +%s.%N); \
 	  $(MAKE) --no-print-directory -j $(DEMO_JOBS) $$step INPUT=$(DEMO_DIR)/raw OUTPUT=$(DEMO_OUT) \
-	    CONFIG=$(DEMO_DIR)/young.yaml || exit 1; \
+	    CONFIG=$(DEMO_DIR)/young.yaml JOBS=$(DEMO_JOBS) || exit 1; \
 	  printf '%s\t%s\t%s\n' $$step $$t0 $$(date +%s.%N) >> $(DEMO_OUT)/timings.tsv; \
 	  echo "demo: $$step done"; \
 	done
@@ -60,7 +60,7 @@ demo: install
 
 # ---------------------------------------------------------------------------------------------
 # The chain: make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP="fnoise wisp bkg"]
-#            [MPI=N] [MPIRUN=mpiexec] [LAYOUT=combined|program]
+#            [MPI=N] [MPIRUN=mpiexec] [LAYOUT=combined|program] [JOBS=N]
 # uncal -> rate -> 1f_rate -> 1f_cal -> 1f_wisp_cal -> 1f_wisp_bkg_cal -> OUTPUT/mosaics/<filter>/
 # Per-exposure products are kept (.SECONDARY), a failed recipe deletes its target
 # (.DELETE_ON_ERROR; the tools themselves never leave half-written files), `make -j N` runs
@@ -73,6 +73,8 @@ SKIP ?=
 MPI ?=
 MPIRUN ?= $(BIN)/mpiexec
 LAYOUT ?= combined
+# filters young-stage3 reduces at once after the reference one (its --jobs; memory-capped by the tool)
+JOBS ?= 1
 YOUNG_BIN ?= $(BIN)
 
 STEPS_KNOWN := fnoise wisp bkg
@@ -83,6 +85,9 @@ ALL_SKIP := $(sort $(SKIP) $(CFG_SKIP))
 ifneq ($(filter-out $(STEPS_KNOWN),$(ALL_SKIP)),)
   $(error SKIP: unknown step(s) '$(filter-out $(STEPS_KNOWN),$(ALL_SKIP))' (known: $(STEPS_KNOWN)))
 endif
+# make splits words at spaces: a path with one cannot be a target or prerequisite
+$(foreach v,INPUT OUTPUT CONFIG,$(if $(word 2,$($(v))),$(error $(v) has a space in its path ('$($(v))'): \
+  make cannot use it; link the folder to a path without spaces, or pipe the tools (see README))))
 ifeq ($(filter $(LAYOUT),combined program),)
   $(error LAYOUT must be 'combined' or 'program', not '$(LAYOUT)')
 endif
@@ -175,6 +180,6 @@ $(O)/%_bkg_cal.fits: $(O)/%_cal.fits
 define STAGE3_RULE
 $(1)/mosaics/young-stage3.list: $(filter $(1)/%,$(BCALS))
 	@mkdir -p $$(@D)
-	$(OFFLINE) $(YOUNG_BIN)/young-stage3 -q $(CFG_OPT) -o $$(@D) $$^ > $$@.tmp && mv $$@.tmp $$@
+	$(OFFLINE) $(YOUNG_BIN)/young-stage3 -q $(CFG_OPT) --jobs $(JOBS) -o $$(@D) $$^ > $$@.tmp && mv $$@.tmp $$@
 endef
 $(foreach d,$(PROGDIRS),$(eval $(call STAGE3_RULE,$(d))))

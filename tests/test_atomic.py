@@ -63,3 +63,23 @@ def test_check_writable(tmp_path):
         atomic.check_writable(tmp_path / "missing")
     with pytest.raises(PermissionError):
         atomic.check_writable(unwritable_dir(tmp_path))
+
+
+def test_temporaries_of_a_killed_unreaped_writer_are_stale(tmp_path):
+    """A writer SIGKILLed together with its parent stays a zombie until something reaps it (in containers,
+    often nothing does): its temporaries are stale all the same."""
+    import subprocess
+    import time
+
+    final = tmp_path / "x_rate.fits"
+    p = subprocess.Popen(["sleep", "60"])
+    tmp = final.parent / f"{atomic._tmp_prefix(final)}{p.pid}-deadbeef"
+    tmp.mkdir()
+    (tmp / final.name).write_bytes(b"half")
+    p.kill()
+    time.sleep(0.3)  # now a zombie: os.kill(pid, 0) still succeeds
+    try:
+        assert atomic.clean_stale(final) == [tmp]
+        assert not tmp.exists()
+    finally:
+        p.wait()

@@ -558,7 +558,13 @@ def _aperture_photometry(i2d, ra, dec, filt, r=0.7, rin=1.0, rout=1.4):
 
 @pytest.mark.slow
 def test_isolated_star_photometry(run3):
-    """Bright isolated stars: |dm| median <= 0.02 in every mosaic (aperture 0.7", truth PSF encircled energy)."""
+    """Bright isolated stars: |dm| median <= 0.02 in every mosaic (aperture 0.7", truth PSF encircled energy),
+    and the pipeline catalog's aper_total_flux within 0.03 mag of the injected flux (median).
+
+    0.03 for the catalog: its apertures are 1-2.4 native pixels (the 70 % radius), where the drizzled
+    PSF's encircled energy depends on each star's sub-pixel phase; the median over >= 5 stars of S/N > 100
+    keeps a few per cent of scatter out of it.
+    """
     from astropy.table import Table
 
     from young import qa
@@ -573,13 +579,17 @@ def test_isolated_star_photometry(run3):
         ok = np.isfinite(fl) & (fl > 0)
         bright = ok & (true >= np.median(true[ok]))
         dm = -2.5 * np.log10(fl[bright] / true[bright])
-        # the pipeline's own catalog, for the record (its aperture corrections come from the CRDS apcorr)
+        # the pipeline's own catalog: aperture photometry at the CRDS APCORR radii times its corrections
+        # (young-sim computes them for the drizzled mosaic PSF), same bright isolated stars
         cat = Table.read(run3.product(f, "cat.ecsv"))
-        i, j = qa.match_sky(cat["sky_centroid"].ra.deg, cat["sky_centroid"].dec.deg, stars["ra"], stars["dec"], 0.2)
-        dm_cat = -2.5 * np.log10(np.asarray(cat["aper_total_flux"][i], float) / (stars[f"flux_{F}"][j] * 1e-9))
+        i, j = qa.match_sky(cat["sky_centroid"].ra.deg, cat["sky_centroid"].dec.deg, stars["ra"], stars["dec"], 0.1)
+        keep = bright[j]
+        dm_cat = -2.5 * np.log10(np.asarray(cat["aper_total_flux"][i[keep]], float)
+                                 / (stars[f"flux_{F}"][j[keep]] * 1e-9))
         report[f] = (np.median(np.abs(dm)), np.median(dm), bright.sum(), np.nanmedian(dm_cat))
         assert bright.sum() >= 5, (f, bright.sum())
         assert np.median(np.abs(dm)) <= 0.02, (f, report[f])
+        assert keep.sum() >= 5 and abs(np.nanmedian(dm_cat)) <= 0.03, (f, report[f])
     print("\nphotometry vs truth (isolated bright stars): " + ", ".join(
         f"{f} median|dm| {a:.4f} (median dm {m:+.4f}, n={n}; catalog aper_total {c:+.3f})"
         for f, (a, m, n, c) in report.items()))

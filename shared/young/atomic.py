@@ -25,13 +25,19 @@ def _tmp_prefix(final: Path) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie -- killed, not yet reaped -- does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a SIGKILLed writer whose parent died too stays a zombie where nothing reaps orphans
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 def clean_stale(final: str | Path) -> list[Path]:

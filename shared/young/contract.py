@@ -162,22 +162,12 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _rank() -> int:
-    for k in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
-        if k in os.environ:
-            try:
-                return int(os.environ[k])
-            except ValueError:
-                pass
-    return 0
-
-
 def execute(payload) -> Outcome:
     """Make one product (runs in the worker).  Never raises for a bad input."""
     spec, task, params, force, debug = payload
     t0 = time.monotonic()
     src, dst = Path(task.src), Path(task.dst)
-    out = Outcome(task.index, task.src, task.dst, "failed", rank=_rank())
+    out = Outcome(task.index, task.src, task.dst, "failed", rank=parallel.process_rank())
     logfile = naming.log_path(dst)
     handler = None
     tmp_log = None
@@ -252,7 +242,7 @@ def up_to_date(src: Path, dst: Path, params: dict) -> bool:
 
 def _died(payload, reason: str) -> Outcome:
     _, task, *_ = payload
-    return Outcome(task.index, task.src, None, "failed", f"{task.src}: {reason}", rank=_rank())
+    return Outcome(task.index, task.src, None, "failed", f"{task.src}: {reason}", rank=parallel.process_rank())
 
 
 # --------------------------------------------------------------------------- driver side

@@ -34,6 +34,17 @@ MPI_ENV_KEYS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
 _TAG_REQ, _TAG_WORK = 11, 12
 
 
+def process_rank() -> int:
+    """This process's MPI rank from the launcher's environment (0 outside MPI), without importing mpi4py."""
+    for k in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        if k in os.environ:
+            try:
+                return int(os.environ[k])
+            except ValueError:
+                pass
+    return 0
+
+
 def mpi_comm():
     """``MPI.COMM_WORLD`` when launched by an MPI launcher with more than one rank, else None.
 

@@ -178,8 +178,9 @@ def stage3_section(sim: Path, out: Path) -> list[str]:
     lines = ["## Mosaics (`young-stage3`)", "",
              "Matched truth stars (unsaturated, isolated) against each filter's catalog: astrometric rms "
              "(target ≤ 5 mas) and median |Δm| of the total aperture flux (target ≤ 0.02).", "",
-             "| filter | mosaic | grid as reference | matched stars | rms (mas) | median Δm | median abs Δm |",
-             "|---|---|---|---|---|---|---|"]
+             "| filter | mosaic | grid as reference | matched stars | mean offset x, y (mas) | rms (mas) | "
+             "median Δm | median abs Δm |",
+             "|---|---|---|---|---|---|---|---|"]
     i2ds = sorted(out.rglob("*_i2d.fits"))
     reference = next((p for p in i2ds if "F444W" in p.parent.name.upper()), i2ds[0] if i2ds else None)
     for i2d in i2ds:
@@ -192,14 +193,14 @@ def stage3_section(sim: Path, out: Path) -> list[str]:
         col = f"flux_{filt.split('_')[0]}"
         i, j = qa.match_sky(ra, dec, stars["ra"], stars["dec"], radius_arcsec=0.1)
         dx, dy = qa.offsets_mas(ra[i], dec[i], stars["ra"][j], stars["dec"][j])
-        rms = qa.robust_rms(dx, dy)[0] if len(i) else float("nan")
+        mx, my, rms, _ = qa.robust_rms(dx, dy) if len(i) else (float("nan"),) * 3 + (0,)
         dm = np.array([])
         if col in stars.colnames and "aper_total_flux" in cat.colnames:
             meas = np.asarray(cat["aper_total_flux"][i], float) * 1e9  # Jy -> nJy
             dm = -2.5 * np.log10(meas / np.asarray(stars[col][j], float))
             dm = dm[np.isfinite(dm)]
         same = "yes" if reference is None or not stage3.check_same_grid(i2d, reference) else "NO"
-        lines.append(f"| {filt} | {i2d.name} | {same} | {len(i)} | {rms:.2f} | "
+        lines.append(f"| {filt} | {i2d.name} | {same} | {len(i)} | {mx:+.2f}, {my:+.2f} | {rms:.2f} | "
                      f"{np.median(dm) if dm.size else float('nan'):+.4f} | "
                      f"{np.median(np.abs(dm)) if dm.size else float('nan'):.4f} |")
         preview = i2d.with_name(i2d.name.replace("_i2d.fits", "_i2d.png"))
@@ -215,7 +216,8 @@ def write_report(sim: Path, out: Path) -> Path:
     img_dir.mkdir(parents=True, exist_ok=True)
     meta = json.loads((sim / "truth" / "exposures.json").read_text()) if (sim / "truth" / "exposures.json").exists() else {}
     lines = ["# YOUNG demo report", "",
-             f"Simulated set `{sim}` (preset {meta.get('preset', '?')}, seed {meta.get('seed', '?')}); "
+             f"Simulated set `{sim}` (preset {meta.get('young_sim', {}).get('preset', '?')}, seed "
+             f"{meta.get('young_sim', {}).get('seed', '?')}); "
              f"products in `{out}`.", ""]
     timings = read_timings(out)
     if timings:

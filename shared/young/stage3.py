@@ -156,6 +156,7 @@ class Exposure:
     pixel_scale: float | None
     shape: tuple[int, int]
     footprint: list = field(default_factory=list)
+    bkg_subtracted: bool = False
 
 
 def parse_s_region(text: str | None) -> list[tuple[float, float]]:
@@ -223,7 +224,8 @@ def read_exposure(path: str | Path) -> Exposure:
     scale = math.sqrt(float(area)) if area else None
     shape = (int(sci.get("NAXIS2", 0) or 0), int(sci.get("NAXIS1", 0) or 0))
     return Exposure(str(path), instrument, filt, pupil, str(header.get("PROGRAM", "")).strip(),
-                    exposure_id(header, path), scale, shape, parse_s_region(sci.get("S_REGION")))
+                    exposure_id(header, path), scale, shape, parse_s_region(sci.get("S_REGION")),
+                    header.get("BKGSUB") is True)
 
 
 @dataclass
@@ -938,6 +940,10 @@ def step_parameters(section: Mapping[str, Any], steps: Mapping[str, Any]) -> dic
     return out
 
 
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
 def nest(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``{'resample.pixfrac': 1}`` -> ``{'resample': {'pixfrac': 1}}``."""
     out: dict[str, dict[str, Any]] = {}
@@ -1051,16 +1057,6 @@ def _rss_mb() -> float:
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024.0
 
 
-def _rank() -> int:
-    for k in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
-        if k in os.environ:
-            try:
-                return int(os.environ[k])
-            except ValueError:
-                pass
-    return 0
-
-
 def _reference_info(task: GroupTask, out: GroupOutcome) -> None:
     paths = product_paths(task)
     if task.role == "reference":
@@ -1077,7 +1073,7 @@ def run_group(task: GroupTask) -> GroupOutcome:
     the products are moved into place when everything succeeded, the i2d last.
     """
     t0 = time.monotonic()
-    out = GroupOutcome(task.index, task.group.name, "failed", rank=_rank())
+    out = GroupOutcome(task.index, task.group.name, "failed", rank=parallel.process_rank())
     paths = product_paths(task)
     folder = group_folder(task)
     handler = None
@@ -1513,6 +1509,18 @@ def make_plan(common, refcat: str | None, extract: str | None, max_memory: str |
     except OSError as exc:
         raise UsageError(f"cannot create output folder: {exc.strerror}", out_dir) from None
     groups = group_exposures(exposures)
+    subtracted = [e.path for e in exposures if e.bkg_subtracted]
+    if subtracted:
+        # jwst's skymatch refuses images whose meta.background.subtracted (BKGSUB, set by young-bkg)
+        # differs from its own `subtract` (default False); with subtract=True it matches what is left
+        # of their sky and leaves the other inputs' levels consistent too
+        user = steps.get("skymatch.subtract")
+        if user is None:
+            steps["skymatch.subtract"] = True
+        elif str(user).strip().lower() in ("false", "0", "no") and not _truthy(steps.get("skymatch.skip")):
+            raise UsageError(f"skymatch.subtract=False cannot run on {len(subtracted)} background-subtracted "
+                             f"input(s) (BKGSUB=T, e.g. {Path(subtracted[0]).name}): drop it or set "
+                             "skymatch.skip=true")
     if not any(k.startswith("resample.pixel_scale") for k in steps) and not steps.get("resample.output_wcs"):
         scales = [g.pixel_scale for g in groups if g.pixel_scale]
         if scales:  # one scale for all filters: the finest native one (keeps the SW resolution)
@@ -1581,7 +1589,7 @@ class GroupReporter:
 
 def _died(task: GroupTask, reason: str) -> GroupOutcome:
     return GroupOutcome(task.index, task.group.name, "failed",
-                        message=f"{Path(task.out_dir) / task.group.name}: {reason}", rank=_rank())
+                        message=f"{Path(task.out_dir) / task.group.name}: {reason}", rank=parallel.process_rank())
 
 
 def group_estimates(group: Group, mosaic_pixels: int) -> tuple[int, int]:

@@ -234,6 +234,35 @@ def ee_radius_arcsec(filt: str, fraction: float) -> float:
                            1e-6, PSF_RADIUS_ARCSEC, xtol=1e-10)
 
 
+def mosaic_ee_radii_arcsec(filt: str, fractions, native_scale: float, out_scale: float,
+                           pixfrac: float = 1.0, step: float | None = None) -> list[float]:
+    """Radii (arcsec) enclosing ``fractions`` of a point source's flux *in a drizzled mosaic*.
+
+    The mosaic's PSF is the optical PSF convolved with the detector pixel
+    (``native_scale``), the drizzle drop (``pixfrac x native_scale``) and the
+    output pixel (``out_scale``), each a box; aperture photometry on the
+    mosaic measures that PSF's encircled energy.  The APCORR reference of the
+    simulated CRDS cache uses these radii: with the optical PSF's own radii
+    jwst's source_catalog ``aper_total_flux`` came out 5-13 % low on
+    young-sim mosaics (the apertures enclosed less than their nominal
+    fraction).
+    """
+    h = step or min(native_scale, out_scale) / 9.0
+    half = int(math.ceil((PSF_RADIUS_ARCSEC + 2 * native_scale + out_scale) / h))
+    u = np.arange(-half, half + 1) * h
+    r = np.hypot(u[:, None], u[None, :])
+    img = psf_profile(filt, r) * h * h
+    for width in (native_scale, pixfrac * native_scale, out_scale):
+        n = max(1, int(round(width / h)))
+        img = ndimage.uniform_filter1d(img, n, axis=0, mode="constant")
+        img = ndimage.uniform_filter1d(img, n, axis=1, mode="constant")
+    order = np.argsort(r, axis=None)
+    radii = r.ravel()[order]
+    ee = np.cumsum(img.ravel()[order], dtype=np.float64)
+    ee /= ee[-1]
+    return [float(np.interp(f, ee, radii)) for f in fractions]
+
+
 def _oversampling(fwhm_pix: float) -> int:
     """Odd oversampling factor giving >= 8 samples per FWHM (at least 5)."""
     o = max(5, math.ceil(8.0 / fwhm_pix))

@@ -160,7 +160,11 @@ WISP_PEAK_SKY_FRACTION = 0.5
 """Peak of a wisp template of unit strength (B4/F150W), as a fraction of the nominal sky."""
 CATALOG_MARGIN_ARCSEC = 4.0
 
-SET_ITEMS = ("raw", "crds_cache", "wisp_templates", "truth", "young.yaml")
+SET_ITEMS = ("raw", "crds_cache", "wisp_templates", "truth", "refcat.ecsv", "young.yaml")
+#: the Gaia-like absolute reference catalog young-sim writes: this many brightest unsaturated stars,
+#: positions with this much Gaussian error per axis (Gaia DR3 at G ~ 19-20, propagated to the epoch)
+REFCAT_STARS = 120
+REFCAT_ERROR_MAS = 1.0
 """What a simulated set consists of (``--force`` removes only these)."""
 
 
@@ -957,16 +961,21 @@ def simulate(out_dir: str | os.PathLike, preset_name: str = "tiny", seed: int = 
     # the CRDS cache first: the WCS that places the sources is built from its references
     from . import scene
 
+    # aperture corrections for the mosaics young-stage3 makes: drizzled at pixfrac 1 onto one grid of the
+    # finest native scale (the SW one when SW filters are present); radii in native pixels, as jwst reads them
     apcorr = {}
+    out_scale = min(float(np.mean(spec.det.pixel_scale)) for spec in plan.specs)
     for spec in plan.specs:
         key = (spec.detector, spec.filter)
         if key in apcorr:
             continue
         scale = float(np.mean(spec.det.pixel_scale))
         rpsf = scene.PSF_RADIUS_ARCSEC
-        apcorr[key] = [crds_cache.ApertureCorrection(ee, scene.ee_radius_arcsec(spec.filter, ee) / scale, 1.0 / ee,
-                                                     (rpsf + 0.05) / scale, (rpsf + 0.6) / scale)
-                       for ee in (0.3, 0.5, 0.7)]
+        fractions = (0.3, 0.5, 0.7)
+        radii = scene.mosaic_ee_radii_arcsec(spec.filter, fractions, scale, out_scale)
+        apcorr[key] = [crds_cache.ApertureCorrection(ee, r / scale, 1.0 / ee, (rpsf + 0.05) / scale,
+                                                     (rpsf + 0.6) / scale)
+                       for ee, r in zip(fractions, radii)]
     cache = crds_cache.write_crds_cache(out / "crds_cache", crds_cache.readouts_from(plan.specs), seed,
                                         apcorr=apcorr)
     _say(progress, f"CRDS cache written ({time.monotonic() - t0:.1f} s)")
@@ -1003,10 +1012,35 @@ def simulate(out_dir: str | os.PathLike, preset_name: str = "tiny", seed: int = 
         write_wisp_template(wdir / f"WISP_{det}_{filt}_{inst.filter_info(filt).pupil}.fits", det, filt, seed, rate_full)
 
     _write_truth(truth, plan, catalog, records, t0)
+    write_refcat(out / "refcat.ecsv", catalog, seed)
     if only is None:
         _write_config(out, p, seed)
     _say(progress, f"done in {time.monotonic() - t0:.1f} s")
     return paths
+
+
+def write_refcat(path: Path, catalog, seed: int) -> None:
+    """A Gaia-like catalog of the field (``id, ra, dec``): what a survey aligns its mosaics to.
+
+    The :data:`REFCAT_STARS` brightest unsaturated stars (by their longest-wavelength flux) with
+    :data:`REFCAT_ERROR_MAS` of random position error per axis; the config points young-stage3 at it
+    (``refcat``), so the demo's mosaics are aligned absolutely, as with ``--refcat gaia.ecsv``.
+    """
+    from astropy.table import Table
+
+    stars = catalog[(catalog["kind"] == "star") & ~catalog["saturated"]]
+    flux_cols = sorted((c for c in stars.colnames if c.startswith("flux_F")),
+                       key=lambda c: inst.filter_info(c[5:]).pivot)
+    if flux_cols:
+        stars = stars[np.argsort(-np.asarray(stars[flux_cols[-1]], float))]
+    stars = stars[:REFCAT_STARS]
+    rng = inst.rng_for(seed, "refcat")
+    err = REFCAT_ERROR_MAS / 3.6e6
+    dec = np.asarray(stars["dec"], float) + rng.normal(0.0, err, len(stars))
+    ra = np.asarray(stars["ra"], float) + rng.normal(0.0, err, len(stars)) / np.cos(np.radians(dec))
+    t = Table({"id": stars["id"], "ra": ra, "dec": dec})
+    t.meta["comment"] = [f"young-sim Gaia-like catalog: {len(t)} stars, {REFCAT_ERROR_MAS} mas error per axis"]
+    t.write(path, format="ascii.ecsv", overwrite=True)
 
 
 def _write_truth(truth: Path, plan: Plan, catalog, records: list[dict], t0: float) -> None:
@@ -1049,6 +1083,7 @@ def _write_config(out: Path, p: Preset, seed: int) -> None:
         "crds_context": crds_cache.context_name(),
         "crds_server_url": SERVERLESS_URL,
         "wisp_directory": "wisp_templates",
+        "refcat": "refcat.ecsv",
         "truth_directory": "truth",
         "input_directory": "raw",
     }
