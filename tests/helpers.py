@@ -35,3 +35,33 @@ def tool_env(**extra) -> dict:
     env.pop("YOUNG_CONFIG", None)
     env.update(extra)
     return env
+
+
+#: set by an outer make (`make test`); the makes the tests start must not inherit them
+MAKE_VARS = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
+
+
+def make_env(**extra) -> dict:
+    """:func:`tool_env` (network guard on) for a `make` started by a test: no outer make's variables, no
+    CRDS variables (the chain takes them from its CONFIG)."""
+    env = {k: v for k, v in tool_env().items() if k not in MAKE_VARS + ("CRDS_PATH", "CRDS_CONTEXT")}
+    env.update(extra)
+    return env
+
+
+def write_flipped_wisp_template(sim_root: Path, folder: Path, k: float,
+                                name: str = "WISP_NRCA3_F150W_CLEAR.fits") -> Path:
+    """The simulator's wisp template turned upside down and multiplied by ``k``, written into ``folder``.
+
+    On the tiny set's SUBGRISM256 strips (bottom of NRCA3) the simulated template is ~1e-9 of its peak;
+    flipped, its wisp falls on the strip, and ``k`` makes it a wisp of a few sigma.
+    """
+    import numpy as np
+    from astropy.io import fits
+
+    with fits.open(Path(sim_root) / "wisp_templates" / name) as h:
+        hdus = [fits.PrimaryHDU(header=h[0].header)]
+        hdus += [fits.ImageHDU(k * np.flipud(h[e].data).astype(np.float32), name=e) for e in ("CAL", "RATE")]
+    dst = Path(folder) / name
+    fits.HDUList(hdus).writeto(dst)
+    return dst

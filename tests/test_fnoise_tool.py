@@ -45,6 +45,7 @@ from astropy.table import Table
 from scipy.ndimage import uniform_filter1d
 
 from chain_fixtures import run_tool
+from helpers import write_flipped_wisp_template
 from young import fnoise_step, naming, qa_metrics
 from young.errors import UsageError
 
@@ -703,12 +704,8 @@ def wisp_case(tiny_set, tiny_rates, tmp_path_factory):
     tmpl, inp = root / "tmpl", root / "inp"
     tmpl.mkdir()
     inp.mkdir()
-    sim_t = tiny_set.root / "wisp_templates" / "WISP_NRCA3_F150W_CLEAR.fits"
-    with fits.open(sim_t) as h:
-        hdus = [fits.PrimaryHDU(header=h[0].header)]
-        hdus += [fits.ImageHDU(WISP_K * np.flipud(h[e].data).astype(np.float32), name=e) for e in ("CAL", "RATE")]
-    fits.HDUList(hdus).writeto(tmpl / sim_t.name)
-    t_rate = fits.getdata(tmpl / sim_t.name, "RATE")[:256]
+    sim_t = write_flipped_wisp_template(tiny_set.root, tmpl, WISP_K)
+    t_rate = fits.getdata(sim_t, "RATE")[:256]
     srcs = {}
     for exp, s in WISP_S.items():
         src = next(p for p in tiny_rates if p.name.startswith(f"jw09001001001_02101_{exp}_nrca3"))
@@ -724,7 +721,7 @@ def wisp_case(tiny_set, tiny_rates, tmp_path_factory):
         w = run_tool("young-wisp", "--config", tiny_set.config, "-t", tmpl, "-o", root / f"{label}_wisp", "-q",
                      stdin=f.stdout)
         runs[label] = {"fnoise": [Path(p) for p in f.stdout.split()], "wisp": [Path(p) for p in w.stdout.split()]}
-    return {"root": root, "tmpl": tmpl / sim_t.name, "t_rate": t_rate, "srcs": srcs, "runs": runs}
+    return {"root": root, "tmpl": sim_t, "t_rate": t_rate, "srcs": srcs, "runs": runs}
 
 
 def test_wisp_is_not_taken_for_stripes(tiny_set, wisp_case):
@@ -761,3 +758,25 @@ def test_wisp_is_not_taken_for_stripes(tiny_set, wisp_case):
         _, floor, _ = figures(c["SCI"], c["SCI"], truth, tdq, c["DQ"])  # the oracle on the file without a wisp
         print(f"   stripe residual {res.fraction:.3f} (floor without the wisp {floor.fraction:.3f})")
         assert res.fraction <= 1.5 * floor.fraction
+
+
+def test_bad_wisp_template_is_named_and_missing_folder_is_a_usage_error(tiny_set, tiny_rates, tmp_path):
+    """A template that exists for the exposure but is not FITS: one line naming it, exit 1, no product (the
+    file without a template still done); a --wisp-templates folder that does not exist: exit 2."""
+    tmpl = tmp_path / "tmpl"
+    tmpl.mkdir()
+    broken = tmpl / "WISP_NRCA3_F150W_CLEAR.fits"
+    broken.write_text("not a template\n")
+    sw = next(p for p in tiny_rates if p.name.startswith(SW))
+    lw = next(p for p in tiny_rates if p.name.startswith(LW))
+    r = run_tool("young-fnoise", "--config", tiny_set.config, "--wisp-templates", tmpl, "-o", tmp_path / "out",
+                 sw, lw, check=False)
+    assert r.returncode == 1, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "young-fnoise: /" in ln]
+    assert len(errors) == 1 and str(sw) in errors[0] and "unreadable wisp template" in errors[0] \
+        and str(broken) in errors[0], r.stderr
+    assert [Path(p).name for p in r.stdout.split()] == [f"{LW}_1f_rate.fits"]
+    assert not (tmp_path / "out" / f"{SW}_1f_rate.fits").exists()
+    r = run_tool("young-fnoise", "--config", tiny_set.config, "--wisp-templates", tmp_path / "nowhere", sw,
+                 check=False)
+    assert r.returncode == 2 and "wisp template folder not found" in r.stderr, r.stderr

@@ -21,22 +21,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from helpers import make_env
 from young import fitscheck, naming
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parent.parent
 VISIT = "jw09001001001_02101"
-#: set by an outer make (`make test`); the makes started here must not inherit them
-MAKE_VARS = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
 CHAIN = ("rate", "1f_rate", "1f_cal", "1f_wisp_cal", "1f_wisp_bkg_cal")
-
-
-def make_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in MAKE_VARS}
-    env.pop("CRDS_PATH", None)
-    env.pop("CRDS_CONTEXT", None)
-    return env
 
 
 def make_cmd(*args) -> list[str]:
@@ -97,8 +89,7 @@ def killed_then_rerun(visit):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     killed = {"rates": sorted(out.glob("*_rate.fits")), "fits": assert_complete_fits(out),
-              "hidden": sorted(p.name for p in out.iterdir() if p.name.startswith(".young-tmp") or
-                               ".young-tmp-" in p.name)}
+              "hidden": sorted(p.name for p in out.iterdir() if ".young-tmp-" in p.name)}
     t0 = time.monotonic()
     rerun = make(*args, cwd=work)
     return {"out": out, "killed": killed, "rerun": rerun, "rerun_s": time.monotonic() - t0, "args": args,
@@ -110,7 +101,7 @@ def test_killed_make_all_leaves_no_corrupt_product_and_rerun_completes(visit, ki
     removes the dead writers' temporary folders, and the inputs are byte-identical."""
     k = killed_then_rerun
     out = k["out"]
-    assert 1 <= len([p for p in k["killed"]["rates"]]) < 6
+    assert 1 <= len(k["killed"]["rates"]) < 6
     print(f"killed with {len(k['killed']['rates'])} rate files done, hidden temporaries "
           f"{k['killed']['hidden']}; rerun {k['rerun_s']:.0f} s")
     products = assert_complete_fits(out)
@@ -141,7 +132,7 @@ def test_killed_make_all_leaves_no_corrupt_product_and_rerun_completes(visit, ki
 
 def test_rerun_of_a_finished_chain_does_nothing(killed_then_rerun):
     r = make(*killed_then_rerun["args"], "-n", cwd=killed_then_rerun["work"])
-    ran = [ln for ln in r.stdout.splitlines() if "young-" in ln and "/bin/young-" in ln]
+    ran = [ln for ln in r.stdout.splitlines() if "/bin/young-" in ln]
     assert ran == [], r.stdout
 
 
@@ -222,10 +213,7 @@ def test_one_line_pipe_of_all_tools_over_a_tree(visit, killed_then_rerun):
     pipe = (f"find '{visit['inp']}' -name '*_uncal.fits' | '{py}' '{tools}/young-stage1' -o '{out}' "
             f"| '{py}' '{tools}/young-fnoise' | '{py}' '{tools}/young-stage2' | '{py}' '{tools}/young-wisp' "
             f"| '{py}' '{tools}/young-bkg' | '{py}' '{tools}/young-stage3' -o '{out}/mosaics'")
-    env = make_env()
-    env["YOUNG_CONFIG"] = str(visit["config"])
-    env["PATH"] = f"{bins}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(ROOT / "shared")
+    env = make_env(YOUNG_CONFIG=str(visit["config"]), PATH=f"{bins}{os.pathsep}{os.environ.get('PATH', '')}")
     before = {p: p.stat().st_mtime_ns for p in out.glob("*.fits")}
     r = subprocess.run(["bash", "-o", "pipefail", "-c", pipe], capture_output=True, text=True, env=env,
                        timeout=900)

@@ -360,6 +360,21 @@ def test_bad_options(tmp_path):
     assert r.returncode == 2 and "no step 'nosuchstep'" in r.stderr
 
 
+def test_skymatch_on_background_subtracted_inputs(tmp_path):
+    """young-bkg products (BKGSUB=T): skymatch runs with subtract=True (what make all exercises for real);
+    an explicit subtract=false is a usage error naming the way out, before any group runs."""
+    from astropy.io import fits
+
+    h = fits.Header({"TELESCOP": "JWST", "INSTRUME": "NIRCAM", "EXP_TYPE": "NRC_IMAGE", "DATAMODL": "ImageModel",
+                     "S_PHOTOM": "COMPLETE", "FILTER": "F200W", "PUPIL": "CLEAR", "BKGSUB": True})
+    path = tmp_path / "jw01345001001_02101_00001_nrca1_bkg_cal.fits"
+    fits.HDUList([fits.PrimaryHDU(header=h), fits.ImageHDU(np.zeros((4, 4), np.float32), name="SCI")]).writeto(path)
+    assert stage3.read_exposure(path).bkg_subtracted
+    r = _tool(["--set", "skymatch.subtract=false", path], tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "skymatch.subtract=False" in r.stderr and "skymatch.skip=true" in r.stderr and path.name in r.stderr
+
+
 # ----------------------------------------------------------------------------- the whole tool on young-sim data
 #
 # One module-scoped run: the simulator's tiny field (NRCA3 + NRCALONG strips, F150W/F200W + F277W/F444W,

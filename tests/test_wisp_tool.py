@@ -33,7 +33,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from helpers import TOOLS, tool_env
+from helpers import TOOLS, tool_env, write_flipped_wisp_template
 
 K = 500.0  # template multiplier
 S_TRUE = {"00001": 0.8, "00002": 1.3, "00003": 0.5}  # injected scale per F150W dither
@@ -88,13 +88,9 @@ def case(tmp_path_factory, tiny_set, tiny_rates, tiny_cals):
     truth = tiny_set.root / "truth"
     tmpl = root / "tmpl"
     tmpl.mkdir()
-    sim_t = tiny_set.root / "wisp_templates" / "WISP_NRCA3_F150W_CLEAR.fits"
-    with fits.open(sim_t) as h:
-        hdus = [fits.PrimaryHDU(header=h[0].header)]
-        hdus += [fits.ImageHDU(K * np.flipud(h[e].data).astype(np.float32), name=e) for e in ("CAL", "RATE")]
-    fits.HDUList(hdus).writeto(tmpl / sim_t.name)
-    t_cal = fits.getdata(tmpl / sim_t.name, "CAL")[:256]
-    t_rate = fits.getdata(tmpl / sim_t.name, "RATE")[:256]
+    sim_t = write_flipped_wisp_template(tiny_set.root, tmpl, K)
+    t_cal = fits.getdata(sim_t, "CAL")[:256]
+    t_rate = fits.getdata(sim_t, "RATE")[:256]
 
     inp, solo, rates = root / "inp", root / "solo", root / "rates"
     for d in (inp, solo, rates):

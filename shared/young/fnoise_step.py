@@ -518,7 +518,7 @@ def correct_model(model, params: dict, flat_path: str | None = None,
     mask, bad = source_mask(data, dq, flat, fp, nout)
     if user_mask is not None:
         mask = mask | user_mask
-    wisp_scale = None
+    wisp_scale = wisp_model = None
     if wisp is not None:  # the mask is the same with or without the wisp (smoother than its ring filter)
         template, region = wisp
         wisp_scale = provisional_wisp_scale(measured_image(data, flat), measured_image(template, flat), mask,
@@ -529,7 +529,7 @@ def correct_model(model, params: dict, flat_path: str | None = None,
         raise InputError("no unmasked science pixel to measure the 1/f pattern on")
     corrected, dq_out, pattern, diag = fnoise.correct(
         data, dq, None, method, nout, mask=mask, flat=flat, params=fp)
-    if wisp_scale is not None:
+    if wisp_model is not None:
         corrected = (corrected + wisp_model).astype(np.float32)
     flat_name = Path(flat_path).name if flat is not None else ("none (cal: flat-fielded)" if level == "cal"
                                                                 else "none")
