@@ -429,12 +429,11 @@ def rough_destripe(image: np.ndarray, bad: np.ndarray, noutputs: int) -> np.ndar
     one pixel sigma this alone moved the ``amp`` residual from 0.21 to 0.14
     of the injected stripes).  Costs ~0.05 s per full frame.
     """
+    slices = fnoise.amp_slices(image.shape[1], noutputs)
     x = np.where(bad, np.nan, image).astype(np.float32)
-    out = np.array(image, dtype=np.float32, copy=True)
-    for sl in fnoise.amp_slices(image.shape[1], noutputs):
-        level = fnoise.clipped_median(x[:, sl], 3.0, 3).median
-        out[:, sl] -= np.where(np.isfinite(level), level, 0.0).astype(np.float32)[:, None]
-    return out
+    level = fnoise.clipped_median(fnoise._segments(x, slices), 3.0, 3).median     # (ny, namp)
+    level = np.where(np.isfinite(level), level, 0.0).astype(np.float32)
+    return np.asarray(image, dtype=np.float32) - fnoise._expand(level, slices, image.shape[1])
 
 
 def source_mask(data: np.ndarray, dq: np.ndarray, flat: np.ndarray | None, fp: fnoise.FnoiseParams,
