@@ -54,6 +54,9 @@ class ToolSpec:
     applied_keyword : str, optional
         Header keyword that marks the correction as applied; an input that
         has it is refused (``--force`` overrides).
+    warm : callable, optional
+        ``warm()`` imports what ``process`` needs (jwst's pipelines take
+        seconds): run in the other workers while the prefetch runs.
     """
 
     name: str
@@ -66,6 +69,7 @@ class ToolSpec:
     build_params: Callable[[dict, dict], dict] | None = None
     uses_crds: bool = False
     applied_keyword: str | None = None
+    warm: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -336,7 +340,7 @@ class Reporter:
             if out.traceback and self.common.debug:
                 self.say(out.traceback.rstrip())
         elif self.common.verbose and not self.common.quiet:
-            self.say(f"{self.tool}: {out.status} {out.dst} ({out.seconds:.1f} s)")
+            self.say(f"{self.tool}: {out.status} {out.dst} ({out.seconds:.2f} s)")
         if self.progress is not None:
             self.progress.advance(self.bar)
         while self.next in self.results:
@@ -362,20 +366,22 @@ def _terminate(signum, frame):  # so atomic writes clean up on SIGTERM (Slurm ti
 
 
 def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
-    """Run a per-file tool over its inputs; return the exit status."""
+    """Run a per-file tool over its inputs; return the exit status.
+
+    Order of a parallel run with prefetch: rank 0 plans and sends the plan;
+    every other worker (MPI rank, or local ``--jobs`` process) starts and
+    imports the tool's code (``ToolSpec.warm``) while rank 0's first worker
+    validates the inputs and fetches the references; the updated plan (failed
+    inputs, CRDS compute-mode environment) is sent again and the farm starts.
+    """
     signal.signal(signal.SIGTERM, _terminate)
     comm = parallel.mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
     verbose = 0 if common.quiet else common.verbose
-    first_slot = None
     result: Plan | UsageError
     if rank == 0:
         try:
             result = plan(spec, common, cli, stdin=stdin)
-            if spec.uses_crds and result.tasks and _wants_prefetch(common, comm):
-                # prefetch inside the first worker process: it imports jwst once for both jobs
-                first_slot = parallel.WorkerSlot(worker_init, (result.env, verbose))
-                _prefetch(spec, common, result, first_slot)
         except UsageError as exc:
             result = exc
     if comm is not None:
@@ -385,6 +391,39 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
             print(f"{spec.name}: {result.line()}", file=sys.stderr)
         return EXIT_USAGE
     os.environ.update(result.env)
+    first_slot, warmed = None, []
+    if spec.uses_crds and result.tasks and _wants_prefetch(common, comm):
+        initargs = (result.env, verbose)   # the same dict: _prefetch adds the compute-mode variables
+        n_warm = 1 if comm is not None and rank > 0 else (0 if comm is not None else
+                                                          min(common.jobs, len(result.tasks)) - 1)
+        warmed = [parallel.WorkerSlot(worker_init, initargs) for _ in range(n_warm)]
+        warming = [w.submit(warm_up, spec) for w in warmed]
+        changed: dict | UsageError = {}
+        if rank == 0:
+            # prefetch inside the first worker process: it imports jwst once for both jobs
+            first_slot = parallel.WorkerSlot(worker_init, initargs)
+            try:
+                changed = _prefetch(spec, common, result, first_slot)
+            except UsageError as exc:
+                changed = exc
+        if comm is not None:
+            sent = parallel.quiet_bcast(comm, (result, changed) if rank == 0 else None)
+            if rank > 0:
+                result, changed = sent
+        if isinstance(changed, UsageError):
+            for w in warmed + ([first_slot] if first_slot else []):
+                w.close()
+            if rank == 0:
+                print(f"{spec.name}: {changed.line()}", file=sys.stderr)
+            return EXIT_USAGE
+        os.environ.update(changed)
+        for w, fut in zip(warmed, warming):
+            w.initargs = (result.env, verbose)  # for a replacement process
+            try:
+                fut.result()
+            except Exception:  # a failed warm-up only costs time: the file's own call reports the problem
+                w.reset()
+            w.call(set_environment, changed)
     reporter = Reporter(spec.name, result.n_inputs, common) if rank == 0 else None
     if reporter is not None:
         for w in result.warnings:
@@ -395,12 +434,21 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
     parallel.run(
         execute, payloads, (reporter.add if reporter else (lambda o: None)),
         jobs=common.jobs, initializer=worker_init, initargs=(result.env, verbose),
-        died=_died, comm=comm, first_slot=first_slot,
+        died=_died, comm=comm, first_slot=first_slot, ready=warmed,
     )
     status = reporter.finish() if reporter is not None else EXIT_OK
     if comm is not None:
         status = parallel.quiet_bcast(comm, status if rank == 0 else None)
     return status
+
+
+def warm_up(spec: ToolSpec) -> None:
+    """Worker side of the warm-up: import the tool's code while rank 0 prefetches."""
+    import importlib
+
+    importlib.import_module(spec.process.__module__)
+    if spec.warm is not None:
+        spec.warm()
 
 
 def _wants_prefetch(common: Common, comm) -> bool:
@@ -427,8 +475,12 @@ def _validate_and_prefetch(spec: ToolSpec, srcs: list[str], params: dict, contex
     return bad
 
 
-def _prefetch(spec: ToolSpec, common: Common, result: Plan, slot: parallel.WorkerSlot) -> None:
-    """Fetch references once before parallel work; failures become per-file outcomes."""
+def _prefetch(spec: ToolSpec, common: Common, result: Plan, slot: parallel.WorkerSlot) -> dict:
+    """Fetch references once before parallel work; failures become per-file outcomes.
+
+    Returns the environment changes of the CRDS compute mode (already applied
+    to ``slot`` and to ``result.env``) for the other workers.
+    """
     bad = slot.call(_validate_and_prefetch, spec, [t.src for t in result.tasks], result.params,
                     common.crds_context)
     if bad:
@@ -444,3 +496,4 @@ def _prefetch(spec: ToolSpec, common: Common, result: Plan, slot: parallel.Worke
     changed = {k: v for k, v in os.environ.items() if before.get(k) != v}
     result.env.update(changed)
     slot.call(set_environment, changed)
+    return changed

@@ -120,6 +120,7 @@ def run(
     died: Callable[[Any, str], Any],
     comm=None,
     first_slot: "WorkerSlot | None" = None,
+    ready: Sequence["WorkerSlot"] = (),
 ) -> None:
     """Run ``fn`` over ``tasks``; call ``on_result`` with each result as it arrives.
 
@@ -144,6 +145,9 @@ def run(
     first_slot : WorkerSlot, optional
         An already started worker (e.g. one that did the CRDS prefetch and
         so has jwst imported) used as rank 0's / the first local worker.
+    ready : sequence of WorkerSlot
+        More started workers (warmed up while the prefetch ran): this rank's
+        worker under MPI (the first one), the next local workers otherwise.
     """
     lock = threading.Lock()
 
@@ -151,22 +155,28 @@ def run(
         with lock:
             on_result(result)
 
+    slots = ([first_slot] if first_slot is not None else []) + list(ready)
     if comm is not None:
-        _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, first_slot)
+        for extra in slots[1:]:
+            extra.close()
+        _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, slots[0] if slots else None)
     elif jobs <= 1:
+        for extra in slots:  # serial: runs here
+            extra.close()
         if initializer is not None:
             initializer(*initargs)
         for t in tasks:
             emit(fn(t))
     else:
-        _run_slots(fn, list(tasks), emit, jobs, initializer, initargs, died, first_slot)
+        _run_slots(fn, list(tasks), emit, jobs, initializer, initargs, died, slots)
 
 
-def _run_slots(fn, tasks, emit, jobs, initializer, initargs, died, first_slot=None):
-    slots = [WorkerSlot(initializer, initargs) for _ in range(min(jobs, max(1, len(tasks))))]
-    if first_slot is not None:
-        slots[0].close()
-        slots[0] = first_slot
+def _run_slots(fn, tasks, emit, jobs, initializer, initargs, died, started=()):
+    n = min(jobs, max(1, len(tasks)))
+    started = list(started)
+    for extra in started[n:]:
+        extra.close()
+    slots = started[:n] + [WorkerSlot(initializer, initargs) for _ in range(n - len(started[:n]))]
     pending = deque(tasks)
     running: dict = {}
     busy: set[int] = set()
@@ -193,7 +203,7 @@ def _run_slots(fn, tasks, emit, jobs, initializer, initargs, died, first_slot=No
 
 def _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, first_slot=None):
     rank, size = comm.Get_rank(), comm.Get_size()
-    slot = first_slot if (first_slot is not None and rank == 0) else WorkerSlot(initializer, initargs)
+    slot = first_slot if first_slot is not None else WorkerSlot(initializer, initargs)
 
     def work(task):
         try:

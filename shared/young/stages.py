@@ -110,16 +110,21 @@ def validate_rate(src: Path, params: dict):
     return fitscheck.check_nircam_image(src, "rate")
 
 
+def import_pipelines() -> None:
+    """Import jwst's pipelines (several seconds): ``ToolSpec.warm`` of the stage tools."""
+    from jwst import pipeline  # noqa: F401
+
+
 STAGE1 = ToolSpec(
     name="young-stage1", section="stage1", consumes=("uncal",),
     product=stage1_product, process=run_pipeline, validate=validate_uncal,
-    build_params=stage1_params, uses_crds=True,
+    build_params=stage1_params, uses_crds=True, warm=import_pipelines,
 )
 
 STAGE2 = ToolSpec(
     name="young-stage2", section="stage2", consumes=("rate",),
     product=stage2_product, process=run_pipeline, validate=validate_rate,
-    build_params=stage2_params, uses_crds=True,
+    build_params=stage2_params, uses_crds=True, warm=import_pipelines,
 )
 
 
