@@ -43,6 +43,9 @@ def test_chain_products_and_provenance(tiny_set, tiny_rates, tiny_cals):
         assert h["S_PHOTOM"] == "COMPLETE" and h["YNGJWST"] == h["CAL_VER"]
         assert fits.getheader(rate)["YNGTOOL"] == "young-stage1"
         assert (cal.parent / (cal.name[:-5] + ".log")).stat().st_size > 0
+        # --jobs 2 on a serverless cache: no prefetch to wait for, but every worker computed read-only
+        log = (rate.parent / (rate.name[:-5] + ".log")).read_text()
+        assert "CRDS_READONLY_CACHE=1" in log and "serverless" in log, rate.name
 
 
 def test_rates_match_injected_background(tiny_set, tiny_rates):
@@ -91,8 +94,9 @@ def test_mpi_matches_serial_and_isolates_bad_file(tiny_set, tiny_rates, tmp_path
     files = pick(tiny_set.uncal, 2, 2)
     bad = tmp_path / "jw09001001001_02101_00009_nrca3_uncal.fits"
     bad.write_text("not a FITS file")
+    # --prefetch: the path a real CRDS server takes (rank 1 loads jwst while rank 0 prefetches)
     cmd = [str(MPIEXEC), "-n", "2", sys.executable, str(TOOLS / "young-stage1"), "--config", str(tiny_set.config),
-           "-o", str(tmp_path / "mpi"), *map(str, files[:2]), str(bad), *map(str, files[2:])]
+           "--prefetch", "-o", str(tmp_path / "mpi"), *map(str, files[:2]), str(bad), *map(str, files[2:])]
     r = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), timeout=900)
     assert r.returncode == 1, r.stderr
     out = [Path(p) for p in r.stdout.split()]

@@ -368,7 +368,8 @@ def _terminate(signum, frame):  # so atomic writes clean up on SIGTERM (Slurm ti
 def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
     """Run a per-file tool over its inputs; return the exit status.
 
-    Order of a parallel run with prefetch: rank 0 plans and sends the plan;
+    Order of a parallel run with prefetch (a CRDS server is configured, see
+    :func:`_wants_prefetch`): rank 0 plans and sends the plan;
     every other worker (MPI rank, or local ``--jobs`` process) starts and
     imports the tool's code (``ToolSpec.warm``) while rank 0's first worker
     validates the inputs and fetches the references; the updated plan (failed
@@ -424,6 +425,10 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
             except Exception:  # a failed warm-up only costs time: the file's own call reports the problem
                 w.reset()
             w.call(set_environment, changed)
+    elif spec.uses_crds and (comm is not None or common.jobs > 1) and crdsenv.is_offline():
+        # serverless, no prefetch: parallel workers still never write to the shared cache
+        crdsenv.compute_mode(result.env)
+        os.environ.update(result.env)
     reporter = Reporter(spec.name, result.n_inputs, common) if rank == 0 else None
     if reporter is not None:
         for w in result.warnings:
@@ -452,10 +457,16 @@ def warm_up(spec: ToolSpec) -> None:
 
 
 def _wants_prefetch(common: Common, comm) -> bool:
-    """Prefetch when asked, or by default when files run in parallel (serially jwst fetches as it goes)."""
+    """Prefetch when asked, or by default when files run in parallel with a CRDS server to fetch from.
+
+    Serially jwst fetches as it goes.  In serverless mode (``make all`` after
+    ``young-refs``, or a cache-only set-up) there is nothing to fetch: the
+    workers go straight to work on the read-only cache (:func:`run`), and a
+    reference missing from it is named per file by the worker.
+    """
     if common.prefetch is not None:
         return common.prefetch
-    return comm is not None or common.jobs > 1
+    return (comm is not None or common.jobs > 1) and not crdsenv.is_offline()
 
 
 def _validate_and_prefetch(spec: ToolSpec, srcs: list[str], params: dict, context: str | None):

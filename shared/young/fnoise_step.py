@@ -774,7 +774,7 @@ def app():
             None),
         option("prefetch", Annotated[Optional[bool], typer.Option(
             "--prefetch/--no-prefetch",
-            help="Fetch the CRDS references first (default: when running in parallel).")], None),
+            help="Fetch the CRDS references first (default: when running in parallel with a CRDS server).")], None),
     ]
 
     def main(common, prefetch=None, **own_values):
