@@ -220,11 +220,14 @@ def test_dq_err_preserved_and_reference_pixels_untouched(tiny_run, tiny_inputs):
         ref = (a["DQ"] & REFERENCE_PIXEL) != 0
         assert ref.any() and np.array_equal(a["SCI"][ref], b["SCI"][ref], equal_nan=True)
         assert np.array_equal(np.isnan(a["SCI"]), np.isnan(b["SCI"]))
-        assert np.count_nonzero(b["SCI"] == 0) <= np.count_nonzero(a["SCI"] == 0)
         # the product is the input minus the saved model, exactly
         model = fits.getdata(fnoise_step.extra_path(prod, "model"), "MODEL")
         ok = np.isfinite(a["SCI"])
         assert np.allclose(a["SCI"][ok] - model[ok], b["SCI"][ok], atol=1e-5)
+        # no silent zeros: a new exact 0 only where the float32 input equals the pattern (a
+        # one-in-10^7 coincidence of two noisy values, seen once), never from a non-finite input
+        new_zero = (b["SCI"] == 0) & (a["SCI"] != 0)
+        assert np.array_equal(a["SCI"][new_zero], model[new_zero]) and new_zero.sum() <= 2
 
 
 # --------------------------------------------------------------------------- quality against truth
