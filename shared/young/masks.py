@@ -543,11 +543,10 @@ def _detect(smoothed: np.ndarray, threshold: float, npixels: int,
         return above
     # Sizes and the lookup only over the detected pixels (a few % of the
     # frame): whole-frame bincount/lookup of the labels cost ~25 ms per tier.
-    labels = np.empty(above.shape, dtype=np.intp)
-    n = ndimage.label(above, structure=_SQUARE, output=labels)
+    labels, n = ndimage.label(above, structure=_SQUARE)
     if n == 0:
         return above
-    fg = labels[above]
+    fg = labels[above].astype(np.intp)
     keep = np.bincount(fg, minlength=n + 1) >= npixels
     if keep[1:].all():
         return above
