@@ -113,6 +113,21 @@ def test_mpi_matches_serial_and_isolates_bad_file(tiny_set, tiny_rates, tmp_path
         assert "CRDS_READONLY_CACHE=1" in log and "serverless" in log, p.name
 
 
+def test_jobs_with_prefetch_matches_serial(tiny_set, tiny_rates, tiny_cals, tmp_path):
+    """--jobs 2 --prefetch: the second worker loads jwst while the first prefetches; both then
+    compute on the read-only serverless cache and give the same science as the fixture's run."""
+    rates = pick(tiny_rates, 1, 1)
+    r = run_tool("young-stage2", "--config", tiny_set.config, "--jobs", "2", "--prefetch",
+                 "-o", tmp_path, *rates)
+    out = [Path(p) for p in r.stdout.split()]
+    assert [p.name for p in out] == [p.name.replace("_rate", "_cal") for p in rates]
+    ref = {p.name: p for p in tiny_cals}
+    for p in out:
+        np.testing.assert_array_equal(fits.getdata(p, "SCI"), fits.getdata(ref[p.name], "SCI"))
+        log = (p.parent / (p.name[:-5] + ".log")).read_text()
+        assert "CRDS_READONLY_CACHE=1" in log and "serverless" in log, p.name
+
+
 def _variant(src: Path, dst: Path, **cards) -> Path:
     shutil.copy(src, dst)
     with fits.open(dst, mode="update") as h:
