@@ -493,7 +493,7 @@ class WispResult:
 
 
 def correct(data: np.ndarray, dq: np.ndarray, template: np.ndarray, region: np.ndarray,
-            mask: np.ndarray, params: dict) -> tuple[np.ndarray, np.ndarray, WispResult]:
+            mask: np.ndarray, params: dict, noutputs: int = 1) -> tuple[np.ndarray, np.ndarray, WispResult]:
     """Fit and apply the wisp model to arrays (no files).
 
     Parameters
@@ -509,6 +509,8 @@ def correct(data: np.ndarray, dq: np.ndarray, template: np.ndarray, region: np.n
     params : dict
         :func:`build_params` output (``scale``, ``flag_threshold``,
         ``bounds``, ``statistic``).
+    noutputs : int
+        Amplifiers of the readout: the fit's row pattern is per amplifier row.
 
     Returns
     -------
@@ -523,7 +525,8 @@ def correct(data: np.ndarray, dq: np.ndarray, template: np.ndarray, region: np.n
     if params["scale"] is not None:
         scale, err, diag = float(params["scale"]), 0.0, {"method": "forced"}
     else:
-        fit = wisp.WispFitParams(bounds=tuple(params["bounds"]), statistic=params["statistic"])
+        fit = wisp.WispFitParams(bounds=tuple(params["bounds"]), statistic=params["statistic"],
+                                 noutputs=noutputs)
         try:
             scale, err, diag = wisp.fit_scale(data, template, bad, region, fit)
         except InputError as exc:
@@ -567,7 +570,8 @@ def process(job: Job) -> dict:
         mask, mask_note = (np.zeros(model.data.shape, bool), "none (scale forced)") if p["scale"] is not None \
             else source_mask(job, model, region)
         before = np.array(model.data, copy=True) if p["plot"] else None
-        data_out, dq_out, res = correct(model.data, model.dq, template, region, mask, p)
+        data_out, dq_out, res = correct(model.data, model.dq, template, region, mask, p,
+                                        correction.noutputs(model))
         model.data = data_out
         model.dq = dq_out
         diag = res.diagnostics
