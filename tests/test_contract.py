@@ -3,6 +3,7 @@
 import io
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,30 @@ def test_jobs_processes_match_serial_and_dead_worker_isolated(tmp_path, capsys):
     assert not os.path.exists(str(srcs[2]).replace("_rate", "_1f_rate"))
     for o, s in zip(out, [s for i, s in enumerate(srcs) if i != 2]):
         np.testing.assert_array_equal(fits.getdata(o, "SCI"), 2 * fits.getdata(s, "SCI"))
+
+
+def test_up_to_date_product_still_loses_a_dead_writers_temporaries(tmp_path, capsys):
+    """A writer SIGKILLed after moving its product into place but before removing its temporary folder
+    and log: the rerun finds the product up to date and still removes the dead writer's temporaries."""
+    import subprocess
+    import sys
+
+    from young import atomic, naming
+
+    src = rates(tmp_path, 1)[0]
+    code, out, _ = run(capsys, [src])
+    prod = Path(out[0])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tmp_dir = prod.parent / f"{atomic._tmp_prefix(prod)}{dead.pid}-0badf00d"
+    tmp_dir.mkdir()
+    (tmp_dir / prod.name).write_bytes(b"half")
+    log = naming.log_path(prod)
+    tmp_log = log.parent / f"{atomic._tmp_prefix(log)}{dead.pid}-0badf00d.log"
+    tmp_log.write_text("partial")
+    code, out, err = run(capsys, [src])
+    assert code == EXIT_OK and "1 up to date" in err[-1]
+    assert not tmp_dir.exists() and not tmp_log.exists()
 
 
 FAULTS = """

@@ -211,11 +211,13 @@ def execute(payload) -> Outcome:
             raise InputError(
                 f"already corrected ({spec.applied_keyword}={header.get(spec.applied_keyword)}); "
                 "refusing to apply it twice (--force overrides)", src)
+        # first: a writer killed after moving its product into place (before removing its temporary
+        # folder) leaves a finished product whose temporaries only this cleans
+        atomic.clean_stale(dst)
+        atomic.clean_stale(logfile)
         if not force and up_to_date(src, dst, params):
             out.status, out.message = "skipped", "up to date"
             return out
-        atomic.clean_stale(dst)
-        atomic.clean_stale(logfile)
         tmp_log = atomic.tmp_name(logfile, ".log")
         handler = logging.FileHandler(tmp_log, mode="w", encoding="utf-8")
         handler.setLevel(logging.INFO)
