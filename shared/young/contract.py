@@ -420,7 +420,8 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
         return EXIT_USAGE
     os.environ.update(result.env)
     first_slot, warmed = None, []
-    if spec.uses_crds and result.tasks and _wants_prefetch(common, comm):
+    in_parallel = comm is not None or common.jobs > 1
+    if spec.uses_crds and result.tasks and _wants_prefetch(common, in_parallel):
         initargs = (result.env, verbose)   # the same dict: _prefetch adds the compute-mode variables
         n_warm = 1 if comm is not None and rank > 0 else (0 if comm is not None else
                                                           min(common.jobs, len(result.tasks)) - 1)
@@ -452,7 +453,7 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
             except Exception:  # a failed warm-up only costs time: the file's own call reports the problem
                 w.reset()
             w.call(set_environment, changed)
-    elif spec.uses_crds and (comm is not None or common.jobs > 1) and crdsenv.is_offline():
+    elif spec.uses_crds and in_parallel and crdsenv.is_offline():
         # serverless, no prefetch: parallel workers still never write to the shared cache
         crdsenv.compute_mode(result.env)
         os.environ.update(result.env)
@@ -483,7 +484,7 @@ def warm_up(spec: ToolSpec) -> None:
         spec.warm()
 
 
-def _wants_prefetch(common: Common, comm) -> bool:
+def _wants_prefetch(common: Common, in_parallel: bool) -> bool:
     """Prefetch when asked, or by default when files run in parallel with a CRDS server to fetch from.
 
     Serially jwst fetches as it goes.  In serverless mode (``make all`` after
@@ -493,7 +494,7 @@ def _wants_prefetch(common: Common, comm) -> bool:
     """
     if common.prefetch is not None:
         return common.prefetch
-    return (comm is not None or common.jobs > 1) and not crdsenv.is_offline()
+    return in_parallel and not crdsenv.is_offline()
 
 
 def _validate_and_prefetch(spec: ToolSpec, srcs: list[str], params: dict, context: str | None):

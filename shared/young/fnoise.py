@@ -57,6 +57,7 @@ __all__ = [
     "reference_pixels",
     "clipped_median",
     "robust_mode",
+    "measured_image",
     "measure_amp",
     "measure_gradient",
     "correct",
@@ -562,6 +563,14 @@ def robust_mode(values: np.ndarray, max_samples: int = 2**18) -> float:
     return float(est.calc_background(v.astype(np.float64)))
 
 
+def measured_image(data: np.ndarray, flat: np.ndarray | None) -> np.ndarray:
+    """The image the pattern is measured on: ``data / flat`` (NaN where the flat is unusable) or ``data``."""
+    if flat is None:
+        return np.asarray(data, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(flat) & (flat > 0), data / flat, np.nan).astype(np.float32)
+
+
 def transposed(a: np.ndarray, block: int = 64) -> np.ndarray:
     """C-contiguous transpose of a 2-D array, copied in bands of ``block`` rows.
 
@@ -1064,10 +1073,7 @@ def correct(data: np.ndarray, dq: np.ndarray | None = None, err: np.ndarray | No
     ref = reference_pixels(data.shape, dq, p.ref_border) if refpix is None else np.asarray(refpix, bool)
     if flat is not None:
         flat = np.asarray(flat, dtype=np.float32)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            meas = np.where(np.isfinite(flat) & (flat > 0), data / flat, np.nan).astype(np.float32)
-    else:
-        meas = np.asarray(data, dtype=np.float32)
+    meas = measured_image(data, flat)
     bad = ~np.isfinite(meas) | masks.dq_bad(dq, p.dq_bits, data.shape) | ref
     if mask is None:
         mparams = masks.params_for(p.mask_preset, **p.mask_overrides)

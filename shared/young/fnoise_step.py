@@ -412,14 +412,6 @@ def provisional_wisp_scale(image: np.ndarray, template: np.ndarray, mask: np.nda
 # --------------------------------------------------------------------------- the correction
 
 
-def measured_image(data: np.ndarray, flat: np.ndarray | None) -> np.ndarray:
-    """The image the pattern is measured on: ``data / flat`` (NaN where the flat is unusable) or ``data``."""
-    if flat is None:
-        return np.asarray(data, dtype=np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.isfinite(flat) & (flat > 0), data / flat, np.nan).astype(np.float32)
-
-
 def rough_destripe(image: np.ndarray, bad: np.ndarray, noutputs: int) -> np.ndarray:
     """``image`` minus a quick per-amplifier row level (3-sigma clipped median of the row's good pixels).
 
@@ -453,7 +445,7 @@ def source_mask(data: np.ndarray, dq: np.ndarray, flat: np.ndarray | None, fp: f
     bad : ndarray of bool
         DQ-flagged, non-finite and reference pixels.
     """
-    meas = measured_image(data, flat)
+    meas = fnoise.measured_image(data, flat)
     bad = ~np.isfinite(meas) | masks.dq_bad(dq, fp.dq_bits, data.shape) \
         | fnoise.reference_pixels(data.shape, dq, fp.ref_border)
     mparams = masks.params_for(fp.mask_preset, **fp.mask_overrides)
@@ -522,8 +514,8 @@ def correct_model(model, params: dict, flat_path: str | None = None,
     wisp_scale = wisp_model = None
     if wisp is not None:  # the mask is the same with or without the wisp (smoother than its ring filter)
         template, region = wisp
-        wisp_scale = provisional_wisp_scale(measured_image(data, flat), measured_image(template, flat), mask,
-                                            region, nout)
+        wisp_scale = provisional_wisp_scale(fnoise.measured_image(data, flat),
+                                            fnoise.measured_image(template, flat), mask, region, nout)
         wisp_model = (wisp_scale * template).astype(np.float32)
         data = data - wisp_model
     if mask.all():
