@@ -59,3 +59,26 @@ def test_usage_error_under_mpi_exits_2_once(tmp_path):
     r = run(["--config", tmp_path / "missing.yaml", tmp_path], n=2)
     assert r.returncode == 2
     assert r.stderr.count("cannot read config") == 1
+
+
+@pytest.mark.parametrize("where", ["plan", "prefetch"])
+def test_rank0_crash_stops_every_rank_with_one_line(tmp_path, where):
+    """An unexpected error in rank 0's shared steps reaches the other rank: exit 1 in seconds, not a hang."""
+    srcs = [fake_tool.make_rate(tmp_path / f"{B.format(i)}_rate.fits") for i in range(1, 4)]
+    r = run(["--crash-in", where, *srcs], n=2)
+    assert r.returncode == 1, r.stderr
+    assert r.stdout == ""
+    lines = [e for e in r.stderr.splitlines() if "simulated crash" in e]
+    assert len(lines) == 1 and "internal error" in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not list(tmp_path.glob("*_1f_rate.fits"))
+    # the same without MPI: one line, exit 1
+    r1 = run(["--crash-in", where, *srcs])
+    assert r1.returncode == 1 and r1.stderr.count("simulated crash") == 1, r1.stderr
+
+
+def test_crash_on_another_rank_aborts_the_job(tmp_path):
+    """The last resort (cli.launch -> MPI Abort): a rank dying on its own does not leave rank 0 waiting."""
+    srcs = [fake_tool.make_rate(tmp_path / f"{B.format(i)}_rate.fits") for i in range(1, 4)]
+    r = run(["--crash-in", "rank1", *srcs], n=2)
+    assert r.returncode != 0
+    assert "simulated crash" in r.stderr

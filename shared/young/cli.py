@@ -16,9 +16,9 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from . import provenance
+from . import parallel, provenance
 from .contract import Common
-from .errors import EXIT_USAGE, UsageError, YoungError
+from .errors import EXIT_USAGE, UsageError, YoungError, internal
 
 
 def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -125,9 +125,9 @@ def launch(app: typer.Typer) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001
+        err = internal(exc)
         if "--debug" in sys.argv:
-            raise
-        prog = sys.argv[0].rsplit("/", 1)[-1]
-        print(f"{prog}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
-              "(run with --debug for the traceback)", file=sys.stderr)
+            print(err.details.rstrip(), file=sys.stderr)
+        print(f"{sys.argv[0].rsplit('/', 1)[-1]}: {err.line()}", file=sys.stderr)
+        parallel.abort_world(1)
         sys.exit(1)

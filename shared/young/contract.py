@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__, atomic, config as configmod, crdsenv, inputs, naming, parallel, provenance
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, SkipError, UsageError, YoungError
+from .errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, InternalError, SkipError, UsageError,
+                     YoungError, internal)
 
 
 @dataclass(frozen=True)
@@ -408,16 +409,11 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
     verbose = 0 if common.quiet else common.verbose
     result: Plan | UsageError
     if rank == 0:
-        try:
-            result = plan(spec, common, cli, stdin=stdin)
-        except UsageError as exc:
-            result = exc
-    if comm is not None:
+        result = guarded("reading the inputs", plan, spec, common, cli, stdin=stdin)
+    if comm is not None:  # rank 0 always sends something: no rank may wait for a rank that gave up
         result = parallel.quiet_bcast(comm, result if rank == 0 else None)
-    if isinstance(result, UsageError):
-        if rank == 0:
-            print(f"{spec.name}: {result.line()}", file=sys.stderr)
-        return EXIT_USAGE
+    if isinstance(result, YoungError):
+        return stopped(spec.name, result, common, rank)
     os.environ.update(result.env)
     first_slot, warmed = None, []
     in_parallel = comm is not None or common.jobs > 1
@@ -431,20 +427,15 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
         if rank == 0:
             # prefetch inside the first worker process: it imports jwst once for both jobs
             first_slot = parallel.WorkerSlot(worker_init, initargs)
-            try:
-                changed = _prefetch(spec, common, result, first_slot)
-            except UsageError as exc:
-                changed = exc
+            changed = guarded("fetching the references", _prefetch, spec, common, result, first_slot)
         if comm is not None:
             sent = parallel.quiet_bcast(comm, (result, changed) if rank == 0 else None)
             if rank > 0:
                 result, changed = sent
-        if isinstance(changed, UsageError):
+        if isinstance(changed, YoungError):
             for w in warmed + ([first_slot] if first_slot else []):
                 w.close()
-            if rank == 0:
-                print(f"{spec.name}: {changed.line()}", file=sys.stderr)
-            return EXIT_USAGE
+            return stopped(spec.name, changed, common, rank)
         os.environ.update(changed)
         for w, fut in zip(warmed, warming):
             w.initargs = (result.env, verbose)  # for a replacement process
@@ -473,6 +464,31 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
     if comm is not None:
         status = parallel.quiet_bcast(comm, status if rank == 0 else None)
     return status
+
+
+def guarded(during: str, fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or the :class:`YoungError` it raised, or an :class:`InternalError` for anything else.
+
+    Rank 0's shared steps (planning, prefetch) go through this so that even a
+    bug or a killed helper process reaches the other ranks as a message;
+    an exception would leave them waiting at the broadcast until the job's
+    time limit.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except YoungError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 -- reported in one line, traceback with --debug
+        return internal(exc, during)
+
+
+def stopped(tool: str, err: YoungError, common: Common, rank: int = 0) -> int:
+    """Report a run-stopping error once (rank 0) and return its exit status (2 usage, else 1)."""
+    if rank == 0:
+        if common.debug and isinstance(err, InternalError):
+            print(err.details.rstrip(), file=sys.stderr)
+        print(f"{tool}: {err.line()}", file=sys.stderr)
+    return EXIT_USAGE if isinstance(err, UsageError) else EXIT_FAILED
 
 
 def warm_up(spec: ToolSpec) -> None:

@@ -38,3 +38,26 @@ class InputError(YoungError):
 
 class SkipError(YoungError):
     """Not an error: the input is deliberately passed over (e.g. already corrected)."""
+
+
+class InternalError(YoungError):
+    """Something unexpected (a bug, a killed helper process) outside any one input's processing (exit 1).
+
+    Made by :func:`internal` so that a parallel run can send it from rank 0 to
+    every rank instead of leaving them waiting; ``details`` keeps the traceback
+    for ``--debug``.
+    """
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+
+def internal(exc: BaseException, during: str = "") -> InternalError:
+    """The one-line report of an unexpected exception (with its traceback kept for ``--debug``)."""
+    import traceback
+
+    where = f" while {during}" if during else ""
+    text = " ".join(str(exc).split())
+    return InternalError(f"internal error{where}: {type(exc).__name__}: {text} (run with --debug for the traceback)",
+                         "".join(traceback.format_exception(exc)))

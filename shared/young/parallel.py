@@ -20,6 +20,7 @@ Tasks and the function must be picklable (module-level functions, plain data).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -57,6 +58,19 @@ def mpi_comm():
 
     comm = MPI.COMM_WORLD
     return comm if comm.Get_size() > 1 else None
+
+
+def abort_world(code: int) -> None:
+    """End every MPI rank at once when this one fails unexpectedly (no-op outside a multi-rank run).
+
+    A rank that exits on its own leaves the others polling for its messages
+    until the job's time limit: an orderly error goes through the broadcasts
+    (``contract.guarded``), this is the last resort for anything else.
+    """
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized() and mpi.COMM_WORLD.Get_size() > 1:
+        sys.stderr.flush()
+        mpi.COMM_WORLD.Abort(code)
 
 
 def wait_recv(comm, source: int, tag: int, poll: float = 0.01):

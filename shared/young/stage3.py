@@ -1712,24 +1712,19 @@ def run(common, refcat: str | None = None, extract: str | None = None, max_memor
     import signal
 
     from . import contract
-    from .errors import EXIT_USAGE
 
     signal.signal(signal.SIGTERM, contract._terminate)
     comm = parallel.mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
     verbose = 0 if common.quiet else common.verbose
-    plan: Stage3Plan | UsageError | None = None
+    plan: Stage3Plan | YoungError | None = None
     if rank == 0:
-        try:
-            plan = make_plan(common, refcat, extract, max_memory, reference, qa=qa, stdin=stdin)
-        except UsageError as exc:
-            plan = exc
-    if comm is not None:
+        plan = contract.guarded("reading the inputs", make_plan, common, refcat, extract, max_memory, reference,
+                                qa=qa, stdin=stdin)
+    if comm is not None:  # rank 0 always sends something: no rank may wait for a rank that gave up
         plan = parallel.quiet_bcast(comm, plan)
-    if isinstance(plan, UsageError):
-        if rank == 0:
-            print(f"{TOOL}: {plan.line()}", file=sys.stderr)
-        return EXIT_USAGE
+    if isinstance(plan, YoungError):
+        return contract.stopped(TOOL, plan, common, rank)
     os.environ.update(plan.env)
     reporter = GroupReporter(len(plan.groups), common) if rank == 0 else None
     if reporter is not None:
@@ -1743,20 +1738,30 @@ def run(common, refcat: str | None = None, extract: str | None = None, max_memor
     slot = parallel.WorkerSlot(contract.worker_init, (plan.env, verbose)) if rank == 0 else None
     shared = None
     if rank == 0:
-        ref_out, ref_task, failed = reduce_reference(plan, common, slot, reporter,
-                                                     prefetch=comm is not None or plan.jobs > 1)
-        for res in failed.values():
-            reporter.add(res)
-        if ref_out is not None:
-            reporter.add(ref_out)
+        got = contract.guarded("reducing the reference group", reduce_reference, plan, common, slot, reporter,
+                               prefetch=comm is not None or plan.jobs > 1)
+        if isinstance(got, YoungError):
+            shared = got
         else:
-            for i, g in enumerate(plan.groups):
-                if i not in failed:
-                    reporter.add(GroupOutcome(i, g.name, "failed", message=f"{plan.out_dir / g.name}: "
-                                              "not reduced: no reference group could be reduced"))
-        shared = (ref_out, ref_task, failed, plan.env)
+            ref_out, ref_task, failed = got
+            for res in failed.values():
+                reporter.add(res)
+            if ref_out is not None:
+                reporter.add(ref_out)
+            else:
+                for i, g in enumerate(plan.groups):
+                    if i not in failed:
+                        reporter.add(GroupOutcome(i, g.name, "failed", message=f"{plan.out_dir / g.name}: "
+                                                  "not reduced: no reference group could be reduced"))
+            shared = (ref_out, ref_task, failed, plan.env)
     if comm is not None:
         shared = parallel.quiet_bcast(comm, shared)
+    if isinstance(shared, YoungError):
+        if slot is not None:
+            slot.close()
+        if reporter is not None:
+            reporter.finish()
+        return contract.stopped(TOOL, shared, common, rank)
     ref_out, ref_task, failed, env = shared
     os.environ.update(env)
     if ref_out is not None:
