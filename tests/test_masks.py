@@ -265,3 +265,54 @@ def test_full_frame_masks_reference_border():
     for preset in ("young", "ceers"):
         m = tiered_source_mask(img, dq, preset)
         assert m[:4].all() and m[:, -4:].all()
+
+
+# --------------------------------------------------------------------------- extended light
+
+
+def _smooth_field(seed, shape=(1024, 1024)):
+    """Pixel noise of sigma 1 plus compact sources masked by the tiered mask."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    return img, tiered_source_mask(img)
+
+
+def test_extended_light_found_and_grown():
+    """An exponential blob (r_e = 100 px, 0.3 sigma per pixel at r_e) that the tiered mask misses
+    (its ring median removes it) is masked: block noise is 1.25/32 = 0.04 sigma, 0.007 after the
+    smoothing, so the blob is > 3 sigma out to ~2.5 r_e and that core grows by its own radius
+    (to ~5 r_e); nothing beyond 6 r_e."""
+    img, compact = _smooth_field(1)
+    yy, xx = np.indices(img.shape)
+    r = np.hypot(xx - 600, yy - 400)
+    blob = (0.3 * np.exp(-1.68 * (r / 100 - 1))).astype(np.float32)
+    found = tiered_source_mask(img + blob)
+    assert found[r < 100].mean() < 0.5  # the tiered mask alone misses most of it
+    ext = masks.extended_light_mask(img + blob, found)
+    print(f"masked: r < 100 {(ext | found)[r < 100].mean():.2f}, 100-200 {(ext | found)[(r > 100) & (r < 200)].mean():.2f}, "
+          f"beyond 600 {ext[r > 600].mean():.3f}")
+    assert (ext | found)[r < 300].mean() > 0.95
+    assert ext[r > 600].mean() < 0.01
+    assert not (ext & found).any()
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_extended_light_not_in_noise_or_small_images(seed):
+    img, compact = _smooth_field(seed)
+    assert not masks.extended_light_mask(img, compact).any()
+    small = img[:200, :640]  # 6 x 20 blocks: too few to tell extended light from the sky
+    assert not masks.extended_light_mask(small + 5.0 * (np.arange(640) > 320), compact[:200, :640]).any()
+
+
+def test_block_nanmedian_matches_numpy():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(70, 66)).astype(np.float32)
+    a[rng.random(a.shape) < 0.4] = np.nan
+    a[:8, :8] = np.nan
+    got = masks._block_nanmedian(a, 8, 0.25)
+    blocks = a[:64, :64].reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(8, 8, 64)
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        want = np.nanmedian(blocks, axis=2)
+    want[np.isfinite(blocks).sum(axis=2) < 16] = np.nan
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert np.isnan(got[0, 0])

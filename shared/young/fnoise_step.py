@@ -100,6 +100,7 @@ DEFAULTS: dict[str, Any] = {
     "user_mask": None,       # FITS image, nonzero = masked (ORed with the tiered mask)
     "wisp_templates": None,  # wisp template folder: stripes measured beside a provisional wisp fit
     "wisp_model": True,
+    "extended_mask": True,   # also mask smooth extended light (masks.extended_light_mask)
     "save_model": False,
     "save_mask": False,
     "plot": False,
@@ -162,7 +163,7 @@ def build_params(section: dict, cli: dict) -> dict:
         raise UsageError(f"--mask-thresh: not a number: {pick('mask_thresh')!r}") from None
     if not 0.0 < p["mask_thresh"] <= 1.0:
         raise UsageError(f"--mask-thresh: must lie in (0, 1], got {p['mask_thresh']}")
-    for key in ("flat", "save_model", "save_mask", "plot"):
+    for key in ("flat", "extended_mask", "save_model", "save_mask", "plot"):
         p[key] = bool(pick(key))
     user_mask = pick("user_mask")
     if user_mask:
@@ -518,6 +519,8 @@ def correct_model(model, params: dict, flat_path: str | None = None,
                                             fnoise.measured_image(template, flat), mask, region, nout)
         wisp_model = (wisp_scale * template).astype(np.float32)
         data = data - wisp_model
+    if params.get("extended_mask", True):  # after the wisp: a wisp is extended light with a model of its own
+        mask = mask | masks.extended_light_mask(rough_destripe(fnoise.measured_image(data, flat), bad, nout), mask)
     if mask.all():
         raise InputError("no unmasked science pixel to measure the 1/f pattern on")
     corrected, dq_out, pattern, diag = fnoise.correct(
@@ -542,6 +545,7 @@ def _keywords(res: Result, params: dict) -> dict:
         "YNG1FNOU": (res.noutputs, "amplifiers (NOUTPUTS) of the 1/f model"),
         "YNG1FFLT": (res.flat[:60], "flat the 1/f was measured through"),
         "YNG1FMSK": (params["mask_preset"], "tiered source-mask preset"),
+        "YNG1FEXT": (bool(params.get("extended_mask", True)), "smooth extended light masked too"),
         "YNG1FTHR": (params["mask_thresh"], "amp: masked fraction -> full-row value"),
         "YNG1FK": (float(fnoise_params(params).fallback_k), "amp: two-sided outlier fallback, sigma"),
         "YNG1FMF": (round(mf, 4), "fraction of pixels masked"),
