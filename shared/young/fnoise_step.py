@@ -432,8 +432,12 @@ def rough_destripe(image: np.ndarray, bad: np.ndarray, noutputs: int) -> np.ndar
 
 
 def source_mask(data: np.ndarray, dq: np.ndarray, flat: np.ndarray | None, fp: fnoise.FnoiseParams,
-                noutputs: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                noutputs: int = 4, extended: bool = False, wisp: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The measurement mask: tiered source mask of the roughly destriped measured image.
+
+    With ``extended`` the smooth extended light (:func:`young.masks.extended_light_mask`) is
+    masked too, unless ``wisp`` says a wisp model will be subtracted first (the caller then
+    masks extended light on the image without the wisp).
 
     Same exclusions as :func:`young.fnoise.correct` makes without a mask
     (DQ ``fp.dq_bits``, non-finite, reference pixels), but the sources are
@@ -451,7 +455,10 @@ def source_mask(data: np.ndarray, dq: np.ndarray, flat: np.ndarray | None, fp: f
         | fnoise.reference_pixels(data.shape, dq, fp.ref_border)
     mparams = masks.params_for(fp.mask_preset, **fp.mask_overrides)
     img = rough_destripe(meas, bad, noutputs)
-    return masks.tiered_source_mask(np.where(bad, np.nan, img), None, mparams), bad
+    source = masks.tiered_source_mask(np.where(bad, np.nan, img), None, mparams)
+    if extended and not wisp:
+        source |= masks.extended_light_mask(img, source)
+    return source, bad
 
 
 @dataclasses.dataclass
@@ -509,7 +516,8 @@ def correct_model(model, params: dict, flat_path: str | None = None,
         raise InputError(f"{data.shape[1]} columns cannot be read by {nout} amplifiers (NOUTPUTS)")
     flat = flat_for(model, flat_path) if (level == "rate" and flat_path) else None
     fp = fnoise_params(params)
-    mask, bad = source_mask(data, dq, flat, fp, nout)
+    extended = bool(params.get("extended_mask", True))
+    mask, bad = source_mask(data, dq, flat, fp, nout, extended, wisp is not None)
     if user_mask is not None:
         mask = mask | user_mask
     wisp_scale = wisp_model = None
@@ -519,7 +527,7 @@ def correct_model(model, params: dict, flat_path: str | None = None,
                                             fnoise.measured_image(template, flat), mask, region, nout)
         wisp_model = (wisp_scale * template).astype(np.float32)
         data = data - wisp_model
-    if params.get("extended_mask", True):  # after the wisp: a wisp is extended light with a model of its own
+    if extended and wisp is not None:  # after the wisp: a wisp is extended light with a model of its own
         mask = mask | masks.extended_light_mask(rough_destripe(fnoise.measured_image(data, flat), bad, nout), mask)
     if mask.all():
         raise InputError("no unmasked science pixel to measure the 1/f pattern on")
