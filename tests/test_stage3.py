@@ -224,6 +224,22 @@ def test_refcat_errors(tmp_path):
         stage3.resolve_refcat(str(tmp_path / "junk.ecsv"))
 
 
+def test_unexpected_planning_error_is_one_line_exit_1(monkeypatch, capsys):
+    """A bug in rank 0's planning goes through contract.guarded (so MPI ranks are told, see
+    test_mpi): one line naming what failed, exit 1, the traceback only with --debug."""
+    from young.contract import Common
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(stage3, "make_plan", boom)
+    for debug in (False, True):
+        assert stage3.run(Common(inputs=["x"], debug=debug)) == 1
+        err = capsys.readouterr().err
+        assert "young-stage3: internal error while reading the inputs: RuntimeError: simulated crash" in err
+        assert ("Traceback" in err) == debug
+
+
 def test_network_catalog_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("YOUNG_OFFLINE", "1")
     with pytest.raises(UsageError, match="needs network access.*give a catalog file"):
