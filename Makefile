@@ -56,7 +56,7 @@ demo: install
 	  printf '%s\t%s\t%s\n' $$step $$t0 $$(date +%s.%N) >> $(DEMO_OUT)/timings.tsv; \
 	  echo "demo: $$step done"; \
 	done
-	$(BIN)/python -m young.report $(DEMO_DIR) $(DEMO_OUT)
+	$(BIN)/python -m young.sim.report $(DEMO_DIR) $(DEMO_OUT)
 
 # ---------------------------------------------------------------------------------------------
 # The chain: make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP="fnoise wisp bkg"]
@@ -80,7 +80,7 @@ YOUNG_BIN ?= $(BIN)
 STEPS_KNOWN := fnoise wisp bkg
 CFG_OPT := $(if $(CONFIG),--config $(abspath $(CONFIG)),)
 # skip_steps from the config file join SKIP (seed names mapped, unknown names are an error)
-CFG_SKIP := $(if $(CONFIG),$(shell $(YOUNG_BIN)/python -m young.config skip-steps $(CONFIG) || echo __bad_config__),)
+CFG_SKIP := $(if $(CONFIG),$(shell $(YOUNG_BIN)/python -m young.contract.config skip-steps $(CONFIG) || echo __bad_config__),)
 ALL_SKIP := $(sort $(SKIP) $(CFG_SKIP))
 ifneq ($(filter-out $(STEPS_KNOWN),$(ALL_SKIP)),)
   $(error SKIP: unknown step(s) '$(filter-out $(STEPS_KNOWN),$(ALL_SKIP))' (known: $(STEPS_KNOWN)))

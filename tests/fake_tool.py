@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-
-from young import naming
-from young.contract import Job, ToolSpec
-from young.errors import InputError
+from young.contract import naming
+from young.contract.errors import InputError
+from young.contract.runner import Job, ToolSpec
 
 
 def make_rate(path: Path, value: float = 1.0, shape=(8, 8)) -> Path:
@@ -34,7 +33,7 @@ def product(src: Path, output_dir, params) -> Path:
 
 
 def validate(src: Path, params):
-    from young import fitscheck
+    from young.contract import fitscheck
 
     return fitscheck.check_nircam_image(src, "rate")
 

@@ -7,11 +7,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from typing import Annotated, Optional  # noqa: E402
 
-import typer  # noqa: E402
-
 import fake_tool  # noqa: E402
-from young import contract, parallel  # noqa: E402
-from young.cli import launch, option, tool_app  # noqa: E402
+import typer  # noqa: E402
+from young.contract import parallel  # noqa: E402
+from young.contract import runner as contract  # noqa: E402
+from young.contract.cli import launch, option, tool_app  # noqa: E402
 
 
 def crash(*args, **kwargs):

@@ -4,8 +4,7 @@ import sys
 import textwrap
 
 import pytest
-
-from young import atomic
+from young.contract import atomic
 
 
 def test_success_moves_into_place_and_cleans(tmp_path):
@@ -32,7 +31,7 @@ def test_killed_writer_leaves_no_product_and_stale_temp_is_cleaned(tmp_path):
     final = tmp_path / "x_rate.fits"
     code = textwrap.dedent(f"""
         import os, signal
-        from young import atomic
+        from young.contract import atomic
         with atomic.atomic_path({str(final)!r}) as tmp:
             tmp.write_text("half")
             os.kill(os.getpid(), signal.SIGKILL)

@@ -27,7 +27,6 @@ import pytest
 from astropy.io import fits
 from astropy.stats import biweight_midvariance
 from astropy.table import Table
-
 from helpers import TOOLS, tool_env
 
 VISIT = "jw09001001001_02101"

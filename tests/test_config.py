@@ -1,7 +1,6 @@
 import pytest
-
-from young import config
-from young.errors import UsageError
+from young.contract import config
+from young.contract.errors import UsageError
 
 
 def test_sections_override_top_level_and_paths_resolve_against_file(tmp_path):

@@ -24,7 +24,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from helpers import MAKE_VARS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -440,7 +439,7 @@ def test_crds_context_label_is_the_one_jwst_lists_for_its_release():
 
 
 def test_environment_defaults_to_offline_read_only_crds_at_a_bind_point():
-    from young import crdsenv
+    from young.contract import crdsenv
 
     d, a = docker_env(), def_env()
     assert d == a, "Dockerfile ENV and %environment differ"

@@ -5,14 +5,14 @@ import os
 import time
 from pathlib import Path
 
+import fake_tool
 import numpy as np
 import pytest
 from astropy.io import fits
-
-import fake_tool
 from helpers import unwritable_dir
-from young import contract, provenance
-from young.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from young.contract import provenance
+from young.contract import runner as contract
+from young.contract.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 B = "jw01345001001_02101_0000{}_nrca3"
 
@@ -172,7 +172,7 @@ def test_up_to_date_product_still_loses_a_dead_writers_temporaries(tmp_path, cap
     import subprocess
     import sys
 
-    from young import atomic, naming
+    from young.contract import atomic, naming
 
     src = rates(tmp_path, 1)[0]
     code, out, _ = run(capsys, [src])
@@ -194,7 +194,7 @@ FAULTS = """
 import resource, sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from young import contract
+from young.contract import runner as contract
 contract.tune_malloc()
 a = np.ones((2048, 2048), np.float32)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

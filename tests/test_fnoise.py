@@ -1,4 +1,4 @@
-"""Tests of young.fnoise (1/f noise correction), on arrays built here.
+"""Tests of young.algorithms.fnoise (1/f noise correction), on arrays built here.
 
 Noise model of the simulated images (DN/s-like units):
 
@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 from astropy.stats import sigma_clipped_stats
 from scipy.ndimage import uniform_filter1d
-
-from young import fnoise, masks
-from young.fnoise import FnoiseParams, amp_slices, clipped_median, correct
+from young.algorithms import fnoise, masks
+from young.algorithms.fnoise import FnoiseParams, amp_slices, clipped_median, correct
 
 DO_NOT_USE = 1
 REFPIX = 2**31

@@ -1,4 +1,4 @@
-"""Tests of ``young-fnoise`` (young.fnoise_step) on real pipeline products, against injected truth.
+"""Tests of ``young-fnoise`` (young.steps.fnoise_step) on real pipeline products, against injected truth.
 
 Data:
 
@@ -16,7 +16,7 @@ Data:
   stripes of half the injected rms.  Cosmic rays are switched off with it (unflagged, each
   would be masked as a source with a 19-pixel dilation).
 
-Figures (``young.qa_metrics``, one definition shared with ``bench/fnoise``):
+Figures (``young.sim.metrics``, one definition shared with ``bench/fnoise``):
 
 * residual stripe fraction: per amplifier and row, the median over source-free, unflagged
   pixels of ``corrected - (original - truth)``, minus the median of all of them, rms, divided
@@ -42,12 +42,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from scipy.ndimage import uniform_filter1d
-
 from chain_fixtures import run_tool
 from helpers import write_flipped_wisp_template
-from young import fnoise_step, naming, qa_metrics
-from young.errors import UsageError
+from scipy.ndimage import uniform_filter1d
+from young.contract import naming
+from young.contract.errors import UsageError
+from young.sim import metrics as qa_metrics
+from young.steps import fnoise_step
 
 DO_NOT_USE = 1
 REFERENCE_PIXEL = 2**31

@@ -1,9 +1,8 @@
 import io
 
 import pytest
-
-from young import inputs
-from young.errors import UsageError
+from young.contract import inputs
+from young.contract.errors import UsageError
 
 B = "jw01345001001_02101_0000{}_nrca3"
 

@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from helpers import make_env
-from young import fitscheck, naming
+from young.contract import fitscheck, naming
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -1,12 +1,18 @@
-"""Tests of young.masks (tiered source masks), on arrays built here."""
+"""Tests of young.algorithms.masks (tiered source masks), on arrays built here."""
 
 
 import numpy as np
 import pytest
 from scipy import ndimage
-
-from young import masks
-from young.masks import MaskParams, PRESETS, dilate, params_for, tiered_source_mask
+from young.algorithms import masks
+from young.algorithms.dq import bad as dq_bad
+from young.algorithms.masks import (
+    PRESETS,
+    MaskParams,
+    dilate,
+    params_for,
+    tiered_source_mask,
+)
 
 DO_NOT_USE = 1
 SATURATED = 2
@@ -64,10 +70,10 @@ def test_params_for_overrides_and_errors():
 
 def test_dq_bad_names_and_ints():
     dq = np.array([[0, DO_NOT_USE, SATURATED, JUMP_DET, 2**31]], dtype=np.uint32)
-    assert masks.dq_bad(dq).tolist() == [[False, True, True, False, True]]
-    assert masks.dq_bad(dq, "DO_NOT_USE+JUMP_DET").tolist() == [[False, True, False, True, False]]
-    assert masks.dq_bad(dq, 0).sum() == 0
-    assert masks.dq_bad(None, shape=(2, 3)).shape == (2, 3)
+    assert dq_bad(dq).tolist() == [[False, True, True, False, True]]
+    assert dq_bad(dq, "DO_NOT_USE+JUMP_DET").tolist() == [[False, True, False, True, False]]
+    assert dq_bad(dq, 0).sum() == 0
+    assert dq_bad(None, shape=(2, 3)).shape == (2, 3)
 
 
 # ---------------------------------------------------------------- building blocks
@@ -217,7 +223,7 @@ def test_agrees_with_reference_implementation():
     """Compare with the literal CEERS recipe (full-resolution ring median,
     full-resolution smoothing, photutils detect_sources and circular
     footprints); the fast path differs only in the approximations documented
-    in young.masks."""
+    in young.algorithms.masks."""
     from astropy.convolution import Ring2DKernel
     from astropy.stats import biweight_location, biweight_scale
     from photutils.segmentation import detect_sources

@@ -4,11 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fake_tool
 import numpy as np
 import pytest
 from astropy.io import fits
-
-import fake_tool
 from helpers import tool_env
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(300)]

@@ -1,8 +1,7 @@
 from pathlib import Path
 
 import pytest
-
-from young import naming
+from young.contract import naming
 
 BASE = "jw01345001001_02101_00001_nrca3"
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from astropy.io import fits
-
 from chain_fixtures import run_tool
 from helpers import unwritable_dir
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import TOOLS, tool_env
-from young import stage3
-from young.errors import UsageError
+from young.algorithms import astrometry
+from young.contract.errors import UsageError
+from young.stage3 import driver as stage3
 
 PY = sys.executable
 
@@ -227,7 +227,7 @@ def test_refcat_errors(tmp_path):
 def test_unexpected_planning_error_is_one_line_exit_1(monkeypatch, capsys):
     """A bug in rank 0's planning goes through contract.guarded (so MPI ranks are told, see
     test_mpi): one line naming what failed, exit 1, the traceback only with --debug."""
-    from young.contract import Common
+    from young.contract.runner import Common
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash")
@@ -270,9 +270,11 @@ def _fake_i2d(path, crpix=(99.5, 79.5), crval=(53.1, -27.8), rot=20.0, scale=0.0
     """A small i2d-like ImageModel with a FITS-imaging gwcs (as jwst's resample makes)."""
     import math
 
-    from astropy import coordinates as coord, units as u
+    from astropy import coordinates as coord
+    from astropy import units as u
     from astropy.modeling.models import Pix2Sky_TAN
-    from gwcs import coordinate_frames as cf, wcs as gw
+    from gwcs import coordinate_frames as cf
+    from gwcs import wcs as gw
     from gwcs.fitswcs import FITSImagingWCSTransform
     from stdatamodels.jwst import datamodels
 
@@ -537,7 +539,6 @@ def test_astrometry_matches_truth(run3):
     """Bright isolated stars within 5 mas rms of the truth in every filter (pointing errors ~30-60 mas)."""
     from astropy.table import Table
 
-    from young import qa
 
     truth = _truth(run3)
     stars = truth[(truth["kind"] == "star") & ~truth["saturated"] & (truth["nn_arcsec"] > 2.0)]
@@ -545,11 +546,11 @@ def test_astrometry_matches_truth(run3):
     for f in FILTERS:
         cat = Table.read(run3.product(f, "cat.ecsv"))
         sc = cat["sky_centroid"]
-        i, j = qa.match_sky(sc.ra.deg, sc.dec.deg, stars["ra"], stars["dec"], 0.2)
+        i, j = astrometry.match_sky(sc.ra.deg, sc.dec.deg, stars["ra"], stars["dec"], 0.2)
         snr = np.asarray(cat["isophotal_flux"][i] / cat["isophotal_flux_err"][i])
         good = (snr > 50) & ~np.asarray(cat["is_extended"][i])
-        dx, dy = qa.offsets_mas(sc.ra.deg[i][good], sc.dec.deg[i][good], stars["ra"][j][good], stars["dec"][j][good])
-        mx, my, rms, n = qa.robust_rms(dx, dy)
+        dx, dy = astrometry.offsets_mas(sc.ra.deg[i][good], sc.dec.deg[i][good], stars["ra"][j][good], stars["dec"][j][good])
+        mx, my, rms, n = astrometry.robust_rms(dx, dy)
         report[f] = (rms, mx, my, n)
         assert n >= 20, (f, n)
         assert rms < 5.0, (f, rms, mx, my)
@@ -560,9 +561,13 @@ def test_astrometry_matches_truth(run3):
 def _aperture_photometry(i2d, ra, dec, filt, r=0.7, rin=1.0, rout=1.4):
     """Fluxes (nJy) of stars in a mosaic, and the fraction of the truth flux the method expects."""
     from astropy.stats import SigmaClip
-    from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture, aperture_photometry
+    from photutils.aperture import (
+        ApertureStats,
+        CircularAnnulus,
+        CircularAperture,
+        aperture_photometry,
+    )
     from stdatamodels.jwst import datamodels
-
     from young.sim import scene
 
     with datamodels.open(str(i2d)) as m:
@@ -598,7 +603,6 @@ def test_isolated_star_photometry(run3):
     """
     from astropy.table import Table
 
-    from young import qa
 
     truth = _truth(run3)
     stars = truth[(truth["kind"] == "star") & ~truth["saturated"] & (truth["nn_arcsec"] > 2.2)]
@@ -613,7 +617,7 @@ def test_isolated_star_photometry(run3):
         # the pipeline's own catalog: aperture photometry at the CRDS APCORR radii times its corrections
         # (young-sim computes them for the drizzled mosaic PSF), same bright isolated stars
         cat = Table.read(run3.product(f, "cat.ecsv"))
-        i, j = qa.match_sky(cat["sky_centroid"].ra.deg, cat["sky_centroid"].dec.deg, stars["ra"], stars["dec"], 0.1)
+        i, j = astrometry.match_sky(cat["sky_centroid"].ra.deg, cat["sky_centroid"].dec.deg, stars["ra"], stars["dec"], 0.1)
         keep = bright[j]
         dm_cat = -2.5 * np.log10(np.asarray(cat["aper_total_flux"][i[keep]], float)
                                  / (stars[f"flux_{F}"][j[keep]] * 1e-9))
@@ -632,7 +636,6 @@ def test_catalog_and_segmentation_cover_injected_sources(run3):
     from astropy.table import Table
     from stdatamodels.jwst import datamodels
 
-    from young import qa
 
     truth = _truth(run3)
     for f in FILTERS:
@@ -650,7 +653,7 @@ def test_catalog_and_segmentation_cover_injected_sources(run3):
         flux = truth[f"flux_{F}"]
         detectable = covered & (flux > np.percentile(flux[covered], 20)) & ~truth["saturated"]
         cat = Table.read(run3.product(f, "cat.ecsv"))
-        i, j = qa.match_sky(cat["sky_centroid"].ra.deg, cat["sky_centroid"].dec.deg,
+        i, j = astrometry.match_sky(cat["sky_centroid"].ra.deg, cat["sky_centroid"].dec.deg,
                             truth["ra"][detectable], truth["dec"][detectable], 0.3)
         found = len(j) / detectable.sum()
         in_segm = np.mean(segm[yi[detectable], xi[detectable]] > 0)
@@ -703,7 +706,6 @@ def test_mpi_ranks_agree_with_local_run(run3):
 
 
 def test_offsets_match_and_rms():
-    from young import qa
 
     rng = np.random.default_rng(3)
     ra_ref = 53.1 + rng.uniform(0, 0.01, 200)
@@ -711,11 +713,11 @@ def test_offsets_match_and_rms():
     # shift by +3 mas east, -2 mas north, 1 mas noise
     ra = ra_ref + (3 + rng.normal(0, 1, 200)) / 3.6e6 / np.cos(np.radians(dec_ref))
     dec = dec_ref + (-2 + rng.normal(0, 1, 200)) / 3.6e6
-    i, j = qa.match_sky(ra[::-1], dec[::-1], ra_ref, dec_ref, 0.1)
+    i, j = astrometry.match_sky(ra[::-1], dec[::-1], ra_ref, dec_ref, 0.1)
     assert len(i) == 200 and np.all(j == np.arange(200)[::-1][i])
-    dx, dy = qa.offsets_mas(ra, dec, ra_ref, dec_ref)
+    dx, dy = astrometry.offsets_mas(ra, dec, ra_ref, dec_ref)
     dx[:5] += 500  # outliers are clipped
-    mx, my, rms, n = qa.robust_rms(dx, dy)
+    mx, my, rms, n = astrometry.robust_rms(dx, dy)
     assert mx == pytest.approx(3, abs=0.3) and my == pytest.approx(-2, abs=0.3)
     assert rms == pytest.approx(np.sqrt(13 + 2), abs=0.5) and n >= 190
 
@@ -725,16 +727,15 @@ def test_deduplicate_keeps_the_interior_detection():
     xt = np.array([0.0, 0.01, -0.01, 10.0, 10.02, 20.0])
     yt = np.array([0.0, 0.0, 0.01, 5.0, 5.0, 0.0])
     edge = np.array([3.0, 100.0, 50.0, 80.0, 2.0, 1.0])
-    keep = stage3.deduplicate_detections(xt, yt, edge, radius=0.3)
+    keep = astrometry.deduplicate_detections(xt, yt, edge, radius=0.3)
     assert keep.tolist() == [False, True, False, True, False, True]
-    assert stage3.deduplicate_detections([], [], []).size == 0
+    assert astrometry.deduplicate_detections([], [], []).size == 0
 
 
 def test_preview_and_alignment_plot(tmp_path):
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
-
-    from young import qa
+    from young.stage3 import qa
 
     i2d = _fake_i2d(tmp_path / "a_i2d.fits")
     from stdatamodels.jwst import datamodels

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from chain_fixtures import run_tool
 from helpers import TOOLS, tool_env, unwritable_dir
 

@@ -1,4 +1,4 @@
-"""Tests of young.wisp on arrays built here (no files).
+"""Tests of young.algorithms.wisp on arrays built here (no files).
 
 The simulated full frame (``scene`` fixture): sky 0.25 MJy/sr with white noise
 sigma = 0.012 MJy/sr per pixel (F150W-like), 400 point sources (Gaussian PSF,
@@ -7,7 +7,7 @@ the injected wisp peaks at 0.048 = 4 sigma of the sky noise and ~5x10^5
 pixels form the template region.  The template handed to the fit carries 1 %
 (of its peak) white noise, like the real v3 templates built from stacks.
 Statistical figures quoted below were measured by Monte Carlo over noise
-realisations of this scene (see the module docstring of young.wisp /
+realisations of this scene (see the module docstring of young.algorithms.wisp /
 WispFitParams).  Tests on full frames are marked ``slow``.
 """
 
@@ -16,9 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation
-
-from young import wisp
-from young.errors import InputError, UsageError
+from young.algorithms import wisp, wisp_geometry
 
 SKY = 0.25
 SIGMA = 0.012
@@ -92,7 +90,7 @@ def scene():
     mask = binary_dilation(stars > 0.25 * SIGMA, iterations=3)
     clean = (SKY + stars + noise).astype(np.float32)  # everything but the wisp
     data = (clean + S_TRUE * t_true).astype(np.float32)
-    region = wisp.template_region(template)
+    region = wisp_geometry.template_region(template)
     return dict(
         template=template, t_true=t_true, stars=stars, cat=cat, mask=mask,
         clean=clean, data=data, region=region,
@@ -121,7 +119,7 @@ def test_template_region_selects_the_wisp():
     yy, xx = np.mgrid[0:512, 0:512]
     t_true = np.exp(-0.5 * ((xx - 300) ** 2 + (yy - 200) ** 2) / 25.0**2)
     t = t_true + np.random.default_rng(4).normal(0, 0.01, t_true.shape)
-    region = wisp.template_region(t, nsigma=2, smooth=0)
+    region = wisp_geometry.template_region(t, nsigma=2, smooth=0)
     # every pixel where the wisp is > 0.08 (threshold + 5.8 noise sigma) is in
     assert region[t_true > 0.08].all()
     # where the wisp is absent only the noise tail passes: P(z > 2.1) = 1.8 %
@@ -131,13 +129,13 @@ def test_template_region_selects_the_wisp():
     # sky no longer passes, and the wisp keeps its extent (> 0.04: threshold
     # + 1.8 smoothed-template noise... + the smoothing itself is negligible
     # on a 25-px wisp)
-    smooth = wisp.template_region(t, nsigma=2)
+    smooth = wisp_geometry.template_region(t, nsigma=2)
     assert region[blank].mean() > 100 * smooth[blank].mean()
     assert smooth[t_true > 0.03].all()
     assert not smooth[t_true < 0.01].any()
     # non-finite template pixels are never in the region
     t[0, :10] = np.nan
-    assert not wisp.template_region(t)[0, :10].any()
+    assert not wisp_geometry.template_region(t)[0, :10].any()
 
 
 # --------------------------------------------------------------------------
@@ -290,7 +288,7 @@ def test_jackknife_uncertainty_is_calibrated():
     shape = (512, 512)
     t_true = PEAK * make_template(shape, noise=0.0)
     template = PEAK * make_template(shape, noise=0.01)
-    region = wisp.template_region(template)
+    region = wisp_geometry.template_region(template)
     fits, errs, fits_mad = [], [], []
     for k in range(16):
         noise = np.random.default_rng(1000 + k).normal(0, SIGMA, shape)
@@ -331,11 +329,11 @@ def test_fit_on_subarray_cut():
     full = PEAK * make_template((2048, 2048), noise=0.01)
     truth = PEAK * make_template((2048, 2048), noise=0.0)
     xstart, ystart, size = 201, 301, 640  # 1-based SUBSTRT, a 640^2 subarray
-    tmpl = wisp.cut_template(full, xstart, ystart, size, size)
+    tmpl = wisp_geometry.cut_template(full, xstart, ystart, size, size)
     assert tmpl.shape == (640, 640)
     np.testing.assert_array_equal(tmpl, full[300:940, 200:840])
     # the region is a property of the template: cut it from the full frame
-    region = wisp.cut_template(wisp.template_region(full), xstart, ystart, size, size)
+    region = wisp_geometry.cut_template(wisp_geometry.template_region(full), xstart, ystart, size, size)
     assert region.dtype == bool
     sub_truth = truth[300:940, 200:840]
     noise = np.random.default_rng(7).normal(0, SIGMA, (640, 640))
@@ -384,28 +382,28 @@ def test_subtract_flag_model_leave_inputs_alone():
 
 def test_cut_template_bounds_and_shape_errors():
     full = np.zeros((2048, 2048), np.float32)
-    assert wisp.cut_template(full, 1, 1, 2048, 2048).shape == (2048, 2048)
-    assert wisp.cut_template(full, 1985, 1985, 64, 64).shape == (64, 64)
-    with pytest.raises(InputError, match="does not fit"):
-        wisp.cut_template(full, 1986, 1, 64, 64)
-    with pytest.raises(InputError):
-        wisp.cut_template(full, 0, 1, 64, 64)
-    with pytest.raises(InputError, match="2-D"):
-        wisp.cut_template(np.zeros((3, 10, 10)), 1, 1, 5, 5)
+    assert wisp_geometry.cut_template(full, 1, 1, 2048, 2048).shape == (2048, 2048)
+    assert wisp_geometry.cut_template(full, 1985, 1985, 64, 64).shape == (64, 64)
+    with pytest.raises(ValueError, match="does not fit"):
+        wisp_geometry.cut_template(full, 1986, 1, 64, 64)
+    with pytest.raises(ValueError):
+        wisp_geometry.cut_template(full, 0, 1, 64, 64)
+    with pytest.raises(ValueError, match="2-D"):
+        wisp_geometry.cut_template(np.zeros((3, 10, 10)), 1, 1, 5, 5)
 
     data = np.ones((640, 640), np.float32)
-    with pytest.raises(InputError) as info:
+    with pytest.raises(ValueError) as info:
         wisp.fit_scale(data, full)
-    assert "(2048, 2048)" in str(info.value) and "\n" not in info.value.line()
-    with pytest.raises(InputError):
+    assert "(2048, 2048)" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ValueError):
         wisp.subtract(data, full, 1.0)
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         wisp.flag(np.zeros((640, 640), np.uint32), full, 1.0, 0.1)
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         wisp.fit_scale(data, data, mask=np.zeros((10, 10), bool))
-    with pytest.raises(UsageError, match="statistic"):
+    with pytest.raises(ValueError, match="statistic"):
         wisp.fit_scale(data, data, statistic="mean")
-    with pytest.raises(UsageError, match="bounds"):
+    with pytest.raises(ValueError, match="bounds"):
         wisp.fit_scale(data, data, bounds=(2, 0))
 
 
@@ -413,9 +411,9 @@ def test_too_few_region_pixels_is_an_input_error():
     tmpl = np.zeros((100, 100), np.float32)
     tmpl[50, 50:60] = 1.0  # 10 region pixels
     data = np.random.default_rng(0).normal(0, 1, (100, 100))
-    region = wisp.template_region(tmpl, smooth=0)
+    region = wisp_geometry.template_region(tmpl, smooth=0)
     assert region.sum() == 10
-    with pytest.raises(InputError, match="usable template-region pixels"):
+    with pytest.raises(ValueError, match="usable template-region pixels"):
         wisp.fit_scale(data, tmpl, region=region)
 
 
@@ -449,7 +447,7 @@ def test_map_mask_covers_sources_2x_rotation_shift():
         lw |= (xx - x0) ** 2 + (yy - y0) ** 2 <= r * r
     theta, scale, shift = 30.0, 0.5, (40.3, -25.7)
     f = _affine_sw_to_lw(theta, scale, shift)
-    sw = wisp.map_mask(lw, f, (2048, 2048), dilate_px=0)
+    sw = wisp_geometry.map_mask(lw, f, (2048, 2048), dilate_px=0)
 
     # each LW disk of radius r appears in SW pixels as a disk of radius 2r
     # around the SW position of its centre (inverse of the affine map); all
@@ -486,7 +484,7 @@ def test_map_mask_covers_sources_2x_rotation_shift():
     # off the LW detector nothing is masked
     assert not sw[~inside].any()
     # dilation only adds pixels, by at most the radius
-    swd = wisp.map_mask(lw, f, (2048, 2048), dilate_px=3)
+    swd = wisp_geometry.map_mask(lw, f, (2048, 2048), dilate_px=3)
     assert swd[sw].all() and swd.sum() > sw.sum()
     assert not (swd & ~binary_dilation(sw, iterations=4)).any()
 
@@ -496,12 +494,12 @@ def test_map_mask_small_subarray():
     lw[40:45, 40:45] = True
     f = _affine_sw_to_lw(theta_deg=0.0, scale=0.5, shift=(0, 0), center=(0, 0))
     # x_lw = 0.5 x + 1023.5 is off a 100-px LW frame: nothing maps
-    assert not wisp.map_mask(lw, f, (32, 32)).any()
+    assert not wisp_geometry.map_mask(lw, f, (32, 32)).any()
 
     def g(x, y):
         return 0.5 * np.asarray(x) + 30.25, 0.5 * np.asarray(y) + 30.25
 
-    sw = wisp.map_mask(lw, g, (40, 40), dilate_px=0, step=8)
+    sw = wisp_geometry.map_mask(lw, g, (40, 40), dilate_px=0, step=8)
     # LW 40..44 (centres) <- SW x with 0.5x + 30.25 in [39.5, 44.5): x = 19..28
     expect = np.zeros((40, 40), bool)
     expect[19:29, 19:29] = True
@@ -551,7 +549,7 @@ def test_pixel_mapper_composes_sw_and_lw_wcs(kind):
     lw = _fits_wcs((900.5, 1100.5), 0.063, 25.0)
     if kind == "gwcs":
         sw, lw = _gwcs_from(sw), _gwcs_from(lw)
-    f = wisp.pixel_mapper(sw, lw)
+    f = wisp_geometry.pixel_mapper(sw, lw)
     x = np.array([[0.0, 2047.0], [1023.5, 500.0]])
     y = np.array([[0.0, 2047.0], [1023.5, 1800.0]])
     xl, yl = f(x, y)
@@ -574,8 +572,8 @@ def test_map_mask_through_gwcs_mapper():
     lw = _gwcs_from(_fits_wcs((1024.5, 1024.5), 0.063, 10.0))
     lw_mask = np.zeros((2048, 2048), bool)
     lw_mask[1000:1010, 1100:1110] = True  # 10x10 LW pixels, x 1100..1109
-    f = wisp.pixel_mapper(sw, lw)
-    sw_mask = wisp.map_mask(lw_mask, f, (2048, 2048), dilate_px=0)
+    f = wisp_geometry.pixel_mapper(sw, lw)
+    sw_mask = wisp_geometry.map_mask(lw_mask, f, (2048, 2048), dilate_px=0)
     # same axes, half the scale, about pixel 1023.5: x_lw = 0.5 (x - 1023.5) + 1023.5
     # x_lw in [1099.5, 1109.5) <=> x in [1175.5, 1195.5): 20 SW pixels each way
     ys, xs = np.nonzero(sw_mask)

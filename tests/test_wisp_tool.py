@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-
 from helpers import TOOLS, tool_env, write_flipped_wisp_template
+from young.algorithms import wisp_geometry
 
 K = 500.0  # template multiplier
 S_TRUE = {"00001": 0.8, "00002": 1.3, "00003": 0.5}  # injected scale per F150W dither
@@ -76,9 +76,8 @@ def write_copy(src: Path, dst: Path, data: np.ndarray) -> None:
 
 
 def template_region_cut(template_file: Path, ny: int) -> np.ndarray:
-    from young import wisp
 
-    return wisp.template_region(fits.getdata(template_file, "CAL"))[:ny]
+    return wisp_geometry.template_region(fits.getdata(template_file, "CAL"))[:ny]
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +228,6 @@ def test_lw_mask_covers_sources_on_the_wisp(case):
     """
     from stdatamodels.jwst import datamodels
 
-    from young import wisp
 
     checked = 0
     for exp in ("00001", "00002"):
@@ -237,7 +235,7 @@ def test_lw_mask_covers_sources_on_the_wisp(case):
         region = template_region_cut(case["tmpl"], mask.shape[0])
         with datamodels.ImageModel(str(case["inp"] / f"{VISIT}_{exp}_nrca3_1f_cal.fits")) as sw, \
                 datamodels.ImageModel(str(case["inp"] / f"{VISIT}_{exp}_nrcalong_1f_cal.fits")) as lw:
-            to_lw = wisp.pixel_mapper(sw.meta.wcs, lw.meta.wcs)
+            to_lw = wisp_geometry.pixel_mapper(sw.meta.wcs, lw.meta.wcs)
             lw_shape = lw.data.shape
         src = Table.read(case["truth"] / "sources" / f"{VISIT}_{exp}_nrca3_sources.ecsv")
         for row in src[src["rate_dn_s"] > 100]:
@@ -340,7 +338,7 @@ def test_template_of_wrong_shape_is_an_error(case, tmp_path):
 
 def test_forced_scale_and_flagging(case, tmp_path):
     """``--scale`` sets the scale; ``--flag-threshold`` flags instead of subtracting."""
-    from young.wisp import WISP_DQ_FLAG
+    from young.algorithms.wisp import WISP_DQ_FLAG
 
     src = case["inp"] / f"{VISIT}_00002_nrca3_1f_cal.fits"
     r = run("young-wisp", "-t", case["tmpl"].parent, "-o", tmp_path, "--scale", "1.0", "--flag-threshold", "10",

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from young.sim import artifacts as A
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from young.sim import crds_cache, instrument as inst
+from young.sim import crds_cache
+from young.sim import instrument as inst
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -122,7 +122,6 @@ def _expected_background(tiny_set, row, shape):
 
 def test_rates_match_injected_star_count_rates_and_background(pipeline_run, tiny_set):
     from astropy.io import fits
-
     from young.sim import scene
 
     out, r, _ = pipeline_run
@@ -216,7 +215,6 @@ def test_tweakreg_recovers_the_injected_pointing_errors(pipeline_run, tiny_set):
 def test_source_catalog_recovers_the_injected_stars(pipeline_run, tiny_set):
     from scipy.spatial import cKDTree
     from stdatamodels.jwst import datamodels as dm
-
     from young.sim import scene
 
     out, r, _ = pipeline_run

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from photutils.aperture import CircularAperture, aperture_photometry
 from scipy import integrate
-
 from young.sim import scene
 
 FILTERS = ["F070W", "F090W", "F115W", "F150W", "F200W", "F277W", "F356W", "F410M",

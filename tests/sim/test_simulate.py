@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-
 from young.sim import instrument as inst
 from young.sim.simulate import plan_exposures, preset
 
@@ -58,7 +57,7 @@ def test_presets_plan_simultaneous_sw_lw_dithered_exposures(name, nfiles):
 
 def test_preset_overrides_and_validation():
     assert preset("tiny", ngroups=7, readpatt="bright2").readpatt == "BRIGHT2"
-    from young.errors import UsageError
+    from young.contract.errors import UsageError
 
     for kw in ({"ngroups": 0}, {"ngroups": 11}, {"nints": 0}, {"readpatt": "FAST"}, {"wobble": 1}):
         with pytest.raises(UsageError):
@@ -166,7 +165,7 @@ def test_truth_folder_is_complete_and_documented(tiny_set):
 
 
 def test_young_yaml_points_at_the_set(tiny_set):
-    from young import config
+    from young.contract import config
 
     cfg = config.load(tiny_set.config)
     assert not cfg.warnings, cfg.warnings

@@ -23,11 +23,11 @@ __all__ = ["simulate_set", "PRESETS"]
 def __getattr__(name):
     # lazy: importing young.sim must stay cheap (no jwst/pysiaf import)
     if name == "simulate_set":
-        from .simulate import simulate
+        from young.sim.simulate import simulate
 
         return simulate
     if name == "PRESETS":
-        from .simulate import PRESETS
+        from young.sim.simulate import PRESETS
 
         return PRESETS
     raise AttributeError(name)

@@ -370,7 +370,7 @@ def wisp_strength(detector: str, filt: str) -> float:
     observed wisps are strongest in F150W/F200W.  Multiply by the wisp peak in
     DN/s wanted for B4/F150W.
     """
-    from .scene import pivot_um
+    from young.sim.scene import pivot_um
 
     det = WISP_DETECTORS.get(_detector_key(detector), 0.0)
     lam = pivot_um(filt)
@@ -407,7 +407,7 @@ def wisp_template(detector: str, filt: str, shape=(2048, 2048), rng: np.random.G
     ndarray, float32, shape ``shape``
         Max 1 over the full frame (a subarray shows its part of it), >= 0.
     """
-    from .scene import pivot_um
+    from young.sim.scene import pivot_um
 
     key = _detector_key(detector)
     ny, nx = shape

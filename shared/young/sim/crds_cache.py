@@ -44,7 +44,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import instrument as inst
+from young.sim import instrument as inst
 
 CONTEXT = 9001
 """Default synthetic context number (far from the real ones, so caches never mix)."""
@@ -106,8 +106,8 @@ def readouts_from(items: Iterable) -> list[Readout]:
 
 def _all_reftypes() -> list[str]:
     """Every reftype crds knows for NIRCam, every jwst step's reftypes and every pars-* type."""
-    import inspect
     import importlib.resources
+    import inspect
 
     types: set[str] = set()
     spec = importlib.resources.files("crds.jwst") / "specs" / "combined_specs.json"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import instrument as inst
+from young.sim import instrument as inst
 
 PROGRAM = 9001
 """Synthetic program number (file names ``jw09001...``)."""
@@ -427,7 +427,7 @@ def write_uncal(spec: ExposureSpec, data: np.ndarray, path: str | os.PathLike,
     """
     from stdatamodels.jwst.datamodels import Level1bModel
 
-    from ..atomic import atomic_path
+    from young.contract.atomic import atomic_path
 
     data = np.asarray(data)
     expect = (spec.nints, spec.ngroups) + spec.sub.shape

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .artifacts import frame_time  # noqa: F401  (re-exported: readout timing)
+from young.sim.artifacts import frame_time  # noqa: F401  (re-exported: readout timing)
 
 __all__ = [
     "READPATT",

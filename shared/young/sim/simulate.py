@@ -40,8 +40,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..errors import UsageError
-from . import crds_cache, exposures, instrument as inst
+from young.contract.errors import UsageError
+from young.sim import crds_cache, exposures
+from young.sim import instrument as inst
 
 # ---------------------------------------------------------------- presets
 
@@ -306,7 +307,7 @@ def build_catalog(plan: Plan):
     from astropy.table import vstack
     from scipy.spatial import cKDTree
 
-    from . import scene
+    from young.sim import scene
 
     p = plan.preset
     ras, decs = [], []
@@ -643,7 +644,7 @@ def sky_level_dn(detector: str, filt: str) -> float:
 
 def wisp_template_rate(detector: str, filt: str, seed: int) -> np.ndarray:
     """Full-frame wisp template in DN/s (as it shows in a rate file, flat applied) of unit scale."""
-    from . import artifacts
+    from young.sim import artifacts
 
     det = inst.detector(detector)
     amp = artifacts.wisp_strength(det.name, filt) * WISP_PEAK_SKY_FRACTION * sky_level_dn(det.name, filt)
@@ -665,7 +666,7 @@ def simulate_file(ctx: _Context, spec: exposures.ExposureSpec) -> tuple[np.ndarr
     """Ramps, truth record, 1/f truth image and per-file source table of one detector file."""
     from astropy.table import Table
 
-    from . import artifacts, ramps, scene
+    from young.sim import artifacts, ramps, scene
 
     p, seed = ctx.plan.preset, ctx.plan.seed
     det, sub, filt = spec.det, spec.sub, inst.filter_info(spec.filter)
@@ -819,7 +820,7 @@ def simulate_file(ctx: _Context, spec: exposures.ExposureSpec) -> tuple[np.ndarr
 def _write_fits(path: Path, hdus) -> None:
     from astropy.io import fits
 
-    from ..atomic import atomic_path
+    from young.contract.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
@@ -959,7 +960,7 @@ def simulate(out_dir: str | os.PathLike, preset_name: str = "tiny", seed: int = 
                    f"nints={p.nints}, seed {seed}")
 
     # the CRDS cache first: the WCS that places the sources is built from its references
-    from . import scene
+    from young.sim import scene
 
     # aperture corrections for the mosaics young-stage3 makes: drizzled at pixfrac 1 onto one grid of the
     # finest native scale (the SW one when SW filters are present); radii in native pixels, as jwst reads them
@@ -1076,7 +1077,7 @@ def _json_default(o):
 def _write_config(out: Path, p: Preset, seed: int) -> None:
     import yaml
 
-    from ..crdsenv import SERVERLESS_URL
+    from young.contract.crdsenv import SERVERLESS_URL
 
     cfg = {
         "crds_path": "crds_cache",
@@ -1090,7 +1091,7 @@ def _write_config(out: Path, p: Preset, seed: int) -> None:
     text = ("# Written by young-sim: a simulated NIRCam set and its synthetic CRDS cache.\n"
             f"# preset {p.name}, seed {seed}.  Paths are relative to this file.\n")
     text += yaml.safe_dump(cfg, sort_keys=False)
-    from ..atomic import atomic_path
+    from young.contract.atomic import atomic_path
 
     with atomic_path(out / "young.yaml") as tmp:
         tmp.write_text(text)

@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import fitscheck, naming
-from .contract import Job, ToolSpec
-from .errors import UsageError
+from young.contract import fitscheck, naming
+from young.contract.errors import UsageError
+from young.contract.runner import Job, ToolSpec
 
 #: seed config keys → jwst step parameters
 SEED_STEP_KEYS = {"ramp_fit_cores": "ramp_fit.maximum_cores", "jump_cores": "jump.maximum_cores"}
@@ -134,8 +134,8 @@ def stage_app(spec: ToolSpec):
 
     import typer
 
-    from . import contract
-    from .cli import option, tool_app
+    from young.contract import runner as contract
+    from young.contract.cli import option, tool_app
 
     pipeline = "Detector1Pipeline" if spec is STAGE1 else "Image2Pipeline"
     own = [

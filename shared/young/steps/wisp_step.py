@@ -1,7 +1,7 @@
 """``young-wisp``: subtract scaled wisp templates from short-wave rate/cal files.
 
 The file side of the wisp correction (ALGORITHMS.md, "Wisps"); the maths is
-in :mod:`young.wisp` and :mod:`young.masks`.  One exposure at a time:
+in :mod:`young.algorithms.wisp` and :mod:`young.algorithms.masks`.  One exposure at a time:
 
 1. **Detector.**  Only NRCA3, NRCA4, NRCB3 and NRCB4 have wisps; any other
    detector is passed through (the product is written unchanged,
@@ -23,14 +23,14 @@ in :mod:`young.wisp` and :mod:`young.masks`.  One exposure at a time:
    * a subarray the template's significant region does not reach (e.g.
      SUBGRISM256 at the bottom of NRCA3) has no wisp: passed through.
 3. **Source mask** from the long-wave exposure taken at the same time (its
-   tiered source mask, :func:`young.masks.tiered_source_mask`, mapped
+   tiered source mask, :func:`young.algorithms.masks.tiered_source_mask`, mapped
    through both WCSs onto the short-wave pixels and dilated,
-   :func:`young.wisp.map_mask`); template-region pixels the long-wave readout
+   :func:`young.wisp_geometry.map_mask`); template-region pixels the long-wave readout
    does not cover (subarray strips, detector edges) take the short-wave
    image's own mask.  Without a partner the short-wave image's own tiered
    mask is used everywhere, and the header says so (``YNGWISPM``).  The
    partner is found by :func:`find_lw_partner` (rule documented there).
-4. **Scale** by :func:`young.wisp.fit_scale` (bounded 1-D minimisation of a
+4. **Scale** by :func:`young.algorithms.wisp.fit_scale` (bounded 1-D minimisation of a
    robust scatter over the template region, row pattern removed for the fit
    only); ``--scale S`` forces a value.
 5. **Apply**: subtract ``scale * template``, or with ``--flag-threshold T``
@@ -61,9 +61,12 @@ from typing import Any
 
 import numpy as np
 
-from . import atomic, correction, masks, naming, wisp
-from .contract import Job, ToolSpec
-from .errors import InputError, UsageError
+from young.algorithms import masks, wisp, wisp_geometry
+from young.algorithms.dq import bad as dq_bad
+from young.contract import atomic, naming
+from young.contract.errors import InputError, UsageError
+from young.contract.runner import Job, ToolSpec
+from young.steps import models as correction
 
 TAG = "wisp"
 KEYWORD = "YNGWISP"
@@ -307,7 +310,7 @@ def _read_template(path: str, mtime: float, ext: str) -> tuple[np.ndarray, np.nd
     except Exception as exc:  # noqa: BLE001 - a broken template is the user's to fix
         raise InputError(f"unreadable wisp template {path} ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())})") from None
-    return data, wisp.template_region(data)
+    return data, wisp_geometry.template_region(data)
 
 
 def template_for(path: Path, ext: str, model) -> tuple[np.ndarray, np.ndarray]:
@@ -326,7 +329,7 @@ def template_for(path: Path, ext: str, model) -> tuple[np.ndarray, np.ndarray]:
     -------
     template : ndarray, shape of ``model.data``, float32
     region : ndarray of bool, same shape
-        :func:`young.wisp.template_region` of the full template, cut.
+        :func:`young.wisp_geometry.template_region` of the full template, cut.
 
     Raises
     ------
@@ -349,10 +352,10 @@ def template_for(path: Path, ext: str, model) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"cannot place the {shape[1]}x{shape[0]} data on the full-frame template {path}: "
                          f"subarray {name} has SUBSTRT=({xs}, {ys}) SUBSIZE=({xsize}, {ysize})")
     try:
-        return (wisp.cut_template(full, xs, ys, xsize, ysize),
-                wisp.cut_template(region, xs, ys, xsize, ysize))
-    except InputError as exc:
-        raise InputError(f"{exc.message} (subarray {name}, template {path})") from None
+        return (wisp_geometry.cut_template(full, xs, ys, xsize, ysize),
+                wisp_geometry.cut_template(region, xs, ys, xsize, ysize))
+    except ValueError as exc:
+        raise InputError(f"{exc} (subarray {name}, template {path})") from None
 
 
 # --------------------------------------------------------------------------- masks
@@ -386,9 +389,9 @@ def lw_source_mask(lw_path: Path, sw_model, preset: str, dilate_px: float) -> tu
         if lw.meta.wcs is None or sw_model.meta.wcs is None:
             raise InputError("no WCS (assign_wcs) to map the long-wave mask", lw_path)
         lw_mask = masks.tiered_source_mask(lw.data, lw.dq, params=preset)
-        mapper = wisp.pixel_mapper(sw_model.meta.wcs, lw.meta.wcs)
+        mapper = wisp_geometry.pixel_mapper(sw_model.meta.wcs, lw.meta.wcs)
         shape = sw_model.data.shape
-        mask = wisp.map_mask(lw_mask, mapper, shape, dilate_px=dilate_px)
+        mask = wisp_geometry.map_mask(lw_mask, mapper, shape, dilate_px=dilate_px)
         return mask, lw_coverage(mapper, shape, lw_mask.shape)
 
 
@@ -399,7 +402,7 @@ def lw_coverage(sw_to_lw, sw_shape: tuple[int, int], lw_shape: tuple[int, int], 
     counts as covered only when its four corners map inside the LW array, so
     the SW pixels near the edge of the LW footprint count as uncovered (and
     get the SW image's own mask).  ~0.05 s for a full frame instead of a
-    second :func:`young.wisp.map_mask`.
+    second :func:`young.wisp_geometry.map_mask`.
     """
     ny, nx = sw_shape
     ys = np.unique(np.r_[0:ny:step, ny - 1]).astype(float)
@@ -501,7 +504,7 @@ def correct(data: np.ndarray, dq: np.ndarray, template: np.ndarray, region: np.n
     data : ndarray, shape (ny, nx)
         SCI array (MJy/sr for cal, DN/s for rate).
     dq : ndarray of uint32, shape (ny, nx)
-        DQ array; pixels with :data:`young.masks.DEFAULT_DQ_BITS` are not fitted.
+        DQ array; pixels with :data:`young.DEFAULT_BAD_BITS` are not fitted.
     template, region : ndarray, shape (ny, nx)
         Template in the data's units and its region (see :func:`template_for`).
     mask : ndarray of bool, shape (ny, nx)
@@ -521,7 +524,7 @@ def correct(data: np.ndarray, dq: np.ndarray, template: np.ndarray, region: np.n
     result : WispResult
     """
     t0 = time.perf_counter()
-    bad = mask | masks.dq_bad(dq)
+    bad = mask | dq_bad(dq)
     if params["scale"] is not None:
         scale, err, diag = float(params["scale"]), 0.0, {"method": "forced"}
     else:
@@ -529,8 +532,8 @@ def correct(data: np.ndarray, dq: np.ndarray, template: np.ndarray, region: np.n
                                  noutputs=noutputs)
         try:
             scale, err, diag = wisp.fit_scale(data, template, bad, region, fit)
-        except InputError as exc:
-            raise InputError(f"{exc.message} (use --scale S to force a value)") from None
+        except ValueError as exc:
+            raise InputError(f"{exc} (use --scale S to force a value)") from None
     model = wisp.wisp_model(template, scale)
     n_flagged = 0
     if params["flag_threshold"] is not None:
@@ -585,7 +588,7 @@ def process(job: Job) -> dict:
         if p["save_model"]:
             write_model(extra_path(job.dst, "model"), res, tpath.name, model.meta.bunit_data, mask)
         if p["plot"]:
-            qa_plot(extra_path(job.dst, "", ".png"), before, res, np.asarray(model.data), mask | masks.dq_bad(dq_out),
+            qa_plot(extra_path(job.dst, "", ".png"), before, res, np.asarray(model.data), mask | dq_bad(dq_out),
                     title=f"{job.dst.name}  {tpath.name}")
     unc = res.uncertainty if math.isfinite(res.uncertainty) else -1.0
     keywords = {
@@ -704,8 +707,8 @@ def app():
 
     import typer
 
-    from . import contract
-    from .cli import option, tool_app
+    from young.contract import runner as contract
+    from young.contract.cli import option, tool_app
 
     own = [
         option("templates", Annotated[Optional[str], typer.Option(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import UsageError
+from young.contract.errors import UsageError
 
 SECTIONS = ("stage1", "stage2", "fnoise", "wisp", "bkg", "stage3", "refs", "sim")
 

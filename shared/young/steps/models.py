@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import fitscheck, naming
-from .contract import Job
+from young.contract import fitscheck, naming
+from young.contract.runner import Job
 
 #: DQ bit names YOUNG sets
 DO_NOT_USE = 1

@@ -1,7 +1,7 @@
 """``young-fnoise``: remove 1/f noise (horizontal stripes) from NIRCam rate and cal files.
 
 The file side of the 1/f correction (ALGORITHMS.md, "1/f noise"); the maths
-is in :mod:`young.fnoise` and :mod:`young.masks`.  One exposure at a time:
+is in :mod:`young.algorithms.fnoise` and :mod:`young.algorithms.masks`.  One exposure at a time:
 
 1. **Level.**  ``X_rate.fits -> X_1f_rate.fits`` and ``X_cal.fits ->
    X_1f_cal.fits`` (any tags kept: ``X_wisp_cal -> X_wisp_1f_cal``).  A file
@@ -79,9 +79,11 @@ from typing import Any
 
 import numpy as np
 
-from . import atomic, correction, fnoise, masks, naming
-from .contract import Job, ToolSpec
-from .errors import InputError, UsageError
+from young.algorithms import fnoise, fnoise_mask, masks
+from young.contract import atomic, naming
+from young.contract.errors import InputError, UsageError
+from young.contract.runner import Job, ToolSpec
+from young.steps import models as correction
 
 TAG = "1f"
 KEYWORD = "YNG1F"
@@ -105,9 +107,9 @@ DEFAULTS: dict[str, Any] = {
     "save_mask": False,
     "plot": False,
 }
-#: :class:`young.fnoise.FnoiseParams` fields that a config section may set
+#: :class:`young.algorithms.fnoise.FnoiseParams` fields that a config section may set
 #: (``fnoise: {fallback_k: 5}``); the command line has the common ones.
-#: Where the tool's defaults differ from :class:`young.fnoise.FnoiseParams`.
+#: Where the tool's defaults differ from :class:`young.algorithms.fnoise.FnoiseParams`.
 #: ``clip_sigma`` 3 instead of Bagley's 2: iterated 2-sigma clipping shrinks
 #: the retained run of each row to its core, whose median is noisier than
 #: the row's; measured on simulated stage-1 rate files (stripe residual
@@ -127,7 +129,7 @@ def build_params(section: dict, cli: dict) -> dict:
 
     Command-line values beat the ``fnoise:`` config section, which beats the
     top level.  The section may also set the :data:`TUNABLE` fields of
-    :class:`young.fnoise.FnoiseParams`.
+    :class:`young.algorithms.fnoise.FnoiseParams`.
 
     Raises
     ------
@@ -189,7 +191,7 @@ def build_params(section: dict, cli: dict) -> dict:
 
 
 def fnoise_params(params: dict) -> fnoise.FnoiseParams:
-    """:class:`young.fnoise.FnoiseParams` of the tool parameters."""
+    """:class:`young.algorithms.fnoise.FnoiseParams` of the tool parameters."""
     return fnoise.FnoiseParams(mask_thresh=params["mask_thresh"], mask_preset=params["mask_preset"],
                                **params.get("tuning", {}))
 
@@ -354,7 +356,8 @@ def wisp_template(model, folder: str | None) -> tuple[np.ndarray | None, np.ndar
     InputError
         The template exists but is unreadable or does not fit the readout.
     """
-    from . import wisp, wisp_step
+    from young.algorithms import wisp
+    from young.steps import wisp_step
 
     det = str(model.meta.instrument.detector or "").upper()
     if not folder or det not in wisp.WISP_DETECTORS:
@@ -369,96 +372,6 @@ def wisp_template(model, folder: str | None) -> tuple[np.ndarray | None, np.ndar
     if np.count_nonzero(region) < wisp.WispFitParams().min_pixels:
         return None, None, "none"
     return template, region, path.name
-
-
-def _row_means(image: np.ndarray, use: np.ndarray, noutputs: int, min_pixels: int = 20) -> np.ndarray:
-    """Mean of each amplifier row over the ``use`` pixels, on the image's grid (0 where too few)."""
-    out = np.zeros(image.shape, np.float32)
-    for sl in fnoise.amp_slices(image.shape[1], noutputs):
-        u = use[:, sl]
-        n = u.sum(axis=1)
-        tot = np.where(u, image[:, sl], 0.0).sum(axis=1, dtype=np.float64)
-        out[:, sl] = np.where(n >= min_pixels, tot / np.maximum(n, 1), 0.0).astype(np.float32)[:, None]
-    return out
-
-
-def provisional_wisp_scale(image: np.ndarray, template: np.ndarray, mask: np.ndarray, region: np.ndarray,
-                           noutputs: int) -> float:
-    """Scale of the wisp in ``image``, fitted so that 1/f stripes cannot bias it.
-
-    Why: a wisp is smoother than the tiered mask's 40-pixel ring filter, so the
-    mask does not see it, and per-amplifier row medians take the part of it
-    that is constant along an amplifier row for stripes (on the tiny strips
-    with an injected wisp young-wisp then fitted 0.03-0.08 for an injected
-    0.8-1.3: the stripes ate the wisp).  Masking the template region instead
-    fails where the region fills whole amplifier rows (the full-row fallback
-    then has nothing left).  Here image and template both lose their mean
-    over the same unmasked pixels of each amplifier row: linear, so any
-    stripe pattern cancels exactly and the noise does not bias the scale
-    (row *medians* do: a median of wisp + noise is not the wisp's median,
-    measured 8 % low); sources are excluded by ``mask``.  Then
-    :func:`young.wisp.fit_scale` (biweight scatter, bounded search)
-    fits the scale over the template region.  The 1/f pattern is measured on
-    ``image - scale * template``; the wisp itself is left for young-wisp.
-    """
-    from . import wisp
-
-    use = ~mask & np.isfinite(image) & np.isfinite(template)
-    d = np.where(use, image - _row_means(image, use, noutputs), np.nan).astype(np.float32)
-    t = (template - _row_means(template, use, noutputs)).astype(np.float32)
-    scale, _, _ = wisp.fit_scale(d, t, ~use, region, correct_rows=False, bounds=(0.0, 3.0))
-    return float(scale)
-
-
-# --------------------------------------------------------------------------- the correction
-
-
-def rough_destripe(image: np.ndarray, bad: np.ndarray, noutputs: int) -> np.ndarray:
-    """``image`` minus a quick per-amplifier row level (3-sigma clipped median of the row's good pixels).
-
-    Only for building the source mask: with the stripes left in, the tiered
-    mask's wide tiers detect bright stripe bands as sources and mask exactly
-    the rows that need measuring (on simulated full frames with stripes of
-    one pixel sigma this alone moved the ``amp`` residual from 0.21 to 0.14
-    of the injected stripes).  Costs ~0.03 s per full frame.
-    """
-    slices = fnoise.amp_slices(image.shape[1], noutputs)
-    x = np.where(bad, np.nan, image).astype(np.float32)
-    # every other column: the level is only for the mask, whose tiers threshold at 1.5 sigma of
-    # the raw pixels; its noise (1.25 sigma / sqrt(w / 2) per amplifier row) stays far below
-    level = fnoise.clipped_median(fnoise._segments(x, slices)[:, :, ::2], 3.0, 3).median     # (ny, namp)
-    level = np.where(np.isfinite(level), level, 0.0).astype(np.float32)
-    return np.asarray(image, dtype=np.float32) - fnoise._expand(level, slices, image.shape[1])
-
-
-def source_mask(data: np.ndarray, dq: np.ndarray, flat: np.ndarray | None, fp: fnoise.FnoiseParams,
-                noutputs: int = 4, extended: bool = False, wisp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The measurement mask: tiered source mask of the roughly destriped measured image.
-
-    With ``extended`` the smooth extended light (:func:`young.masks.extended_light_mask`) is
-    masked too, unless ``wisp`` says a wisp model will be subtracted first (the caller then
-    masks extended light on the image without the wisp).
-
-    Same exclusions as :func:`young.fnoise.correct` makes without a mask
-    (DQ ``fp.dq_bits``, non-finite, reference pixels), but the sources are
-    detected after :func:`rough_destripe`.
-
-    Returns
-    -------
-    source : ndarray of bool
-        Tiered source mask (``fp.mask_preset``), bad pixels included.
-    bad : ndarray of bool
-        DQ-flagged, non-finite and reference pixels.
-    """
-    meas = fnoise.measured_image(data, flat)
-    bad = ~np.isfinite(meas) | masks.dq_bad(dq, fp.dq_bits, data.shape) \
-        | fnoise.reference_pixels(data.shape, dq, fp.ref_border)
-    mparams = masks.params_for(fp.mask_preset, **fp.mask_overrides)
-    img = rough_destripe(meas, bad, noutputs)
-    source = masks.tiered_source_mask(np.where(bad, np.nan, img), None, mparams)
-    if extended and not wisp:
-        source |= masks.extended_light_mask(img, source)
-    return source, bad
 
 
 @dataclasses.dataclass
@@ -517,18 +430,18 @@ def correct_model(model, params: dict, flat_path: str | None = None,
     flat = flat_for(model, flat_path) if (level == "rate" and flat_path) else None
     fp = fnoise_params(params)
     extended = bool(params.get("extended_mask", True))
-    mask, bad = source_mask(data, dq, flat, fp, nout, extended, wisp is not None)
+    mask, bad = fnoise_mask.measurement_mask(data, dq, flat, fp, nout, extended, wisp is not None)
     if user_mask is not None:
         mask = mask | user_mask
     wisp_scale = wisp_model = None
     if wisp is not None:  # the mask is the same with or without the wisp (smoother than its ring filter)
         template, region = wisp
-        wisp_scale = provisional_wisp_scale(fnoise.measured_image(data, flat),
+        wisp_scale = fnoise_mask.provisional_wisp_scale(fnoise.measured_image(data, flat),
                                             fnoise.measured_image(template, flat), mask, region, nout)
         wisp_model = (wisp_scale * template).astype(np.float32)
         data = data - wisp_model
     if extended and wisp is not None:  # after the wisp: a wisp is extended light with a model of its own
-        mask = mask | masks.extended_light_mask(rough_destripe(fnoise.measured_image(data, flat), bad, nout), mask)
+        mask = mask | masks.extended_light_mask(fnoise_mask.rough_destripe(fnoise.measured_image(data, flat), bad, nout), mask)
     if mask.all():
         raise InputError("no unmasked science pixel to measure the 1/f pattern on")
     corrected, dq_out, pattern, diag = fnoise.correct(
@@ -738,8 +651,8 @@ def app():
 
     import typer
 
-    from . import contract
-    from .cli import option, tool_app
+    from young.contract import runner as contract
+    from young.contract.cli import option, tool_app
 
     own = [
         option("method", Annotated[Optional[str], typer.Option(

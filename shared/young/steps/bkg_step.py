@@ -1,7 +1,7 @@
 """``young-bkg``: subtract the sky background from cal files.
 
 The file side of the background correction (ALGORITHMS.md, "Background");
-the maths is in :mod:`young.background` and :mod:`young.masks`.  One
+the maths is in :mod:`young.algorithms.background` and :mod:`young.algorithms.masks`.  One
 exposure at a time:
 
 1. sources are masked with the tiered mask (``--mask-preset young|ceers``,
@@ -45,9 +45,11 @@ from typing import Any
 
 import numpy as np
 
-from . import atomic, background, correction, masks, naming
-from .contract import Job, ToolSpec
-from .errors import UsageError
+from young.algorithms import background, masks
+from young.contract import atomic, naming
+from young.contract.errors import InputError, UsageError
+from young.contract.runner import Job, ToolSpec
+from young.steps import models as correction
 
 TAG = "bkg"
 KEYWORD = "YNGBKG"
@@ -134,7 +136,7 @@ def build_params(section: dict, cli: dict) -> dict:
 
 
 def background_params(params: dict) -> background.BackgroundParams:
-    """:class:`young.background.BackgroundParams` of the tool parameters."""
+    """:class:`young.algorithms.background.BackgroundParams` of the tool parameters."""
     over = {k: tuple(v) if isinstance(v, list) else v for k, v in params["mask_overrides"].items()}
     fields: dict[str, Any] = {"mask_preset": params["mask_preset"], "mask_overrides": over}
     if "box" in params:
@@ -184,8 +186,11 @@ def process(job: Job) -> dict:
             job.log.warning("no VAR_RNOISE array: variance not rescaled")
         t0 = time.perf_counter()
         before = np.array(model.data, copy=True) if p["plot"] else None
-        corrected, var_new, bmodel, info = background.subtract_background(
-            model.data, model.dq, var, mode=p["mode"], params=background_params(p))
+        try:
+            corrected, var_new, bmodel, info = background.subtract_background(
+                model.data, model.dq, var, mode=p["mode"], params=background_params(p))
+        except ValueError as exc:  # the algorithm's own checks (no sky left, shapes)
+            raise InputError(str(exc)) from None
         seconds = time.perf_counter() - t0
         model.data = corrected
         if var_new is not None:
@@ -306,8 +311,8 @@ def app():
 
     import typer
 
-    from . import contract
-    from .cli import option, tool_app
+    from young.contract import runner as contract
+    from young.contract.cli import option, tool_app
 
     def tier(name, what):
         return option(name, Annotated[Optional[str], typer.Option(

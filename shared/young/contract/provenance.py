@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import __version__
+from young import __version__
 
 
 def package_version(name: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, MutableMapping
 
-from .errors import InputError
+from young.contract.errors import InputError
 
 #: the documented serverless URL: any URL containing "serverless" disables server calls
 SERVERLESS_URL = "https://jwst-serverless-mode.stsci.edu"

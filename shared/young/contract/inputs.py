@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from . import naming
-from .errors import InputError, UsageError
+from young.contract import naming
+from young.contract.errors import InputError, UsageError
 
 
 @dataclass

@@ -27,9 +27,6 @@ CRDS.  Masks are boolean arrays, ``True`` = excluded from the fit.
 
 Public API
 ----------
-``template_region``     pixels of the template above median + n sigma
-``pixel_mapper``        SW pixel -> LW pixel function from two WCS objects
-``map_mask``            LW source mask resampled onto the SW pixel grid, dilated
 ``row_pattern``         per-row robust offsets (1/f residuals), for the fit only
 ``amp_row_pattern``     the same per amplifier row, as an image
 ``remove_row_pattern``  ``data`` minus that pattern
@@ -38,30 +35,24 @@ Public API
 ``wisp_model``          ``scale * template`` (non-finite template pixels -> 0)
 ``subtract``            ``data - wisp_model``
 ``flag``                DQ with strong-wisp pixels flagged
-``cut_template``        subarray cut of a full-frame template (1-based SUBSTRT)
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-from scipy.interpolate import RectBivariateSpline
 from scipy.optimize import minimize_scalar
-from stdatamodels.jwst.datamodels import dqflags
 
-from .errors import InputError, UsageError
-from .masks import dilate
+from young.algorithms.dq import DO_NOT_USE, OTHER_BAD_PIXEL
+from young.algorithms.wisp_geometry import template_region
 
 __all__ = [
     "WISP_DETECTORS",
     "WISP_DQ_FLAG",
     "WispFitParams",
-    "template_region",
-    "pixel_mapper",
-    "map_mask",
     "row_pattern",
     "amp_row_pattern",
     "remove_row_pattern",
@@ -70,7 +61,6 @@ __all__ = [
     "wisp_model",
     "subtract",
     "flag",
-    "cut_template",
 ]
 
 #: Detectors the v3 templates exist for; every other detector passes through.
@@ -81,7 +71,7 @@ WISP_DETECTORS = frozenset({"NRCA3", "NRCA4", "NRCB3", "NRCB4"})
 #: mosaic, plus OTHER_BAD_PIXEL to say why (the same pairing as
 #: outlier_detection's DO_NOT_USE + OUTLIER); 2**30 + 1.  Pass ``bits=`` to
 #: choose another (the baseline's default was DO_NOT_USE alone).
-WISP_DQ_FLAG = dqflags.pixel["DO_NOT_USE"] | dqflags.pixel["OTHER_BAD_PIXEL"]
+WISP_DQ_FLAG = DO_NOT_USE | OTHER_BAD_PIXEL
 
 
 @dataclass(frozen=True)
@@ -128,7 +118,7 @@ class WispFitParams:
         so spatially correlated misfit (sky structure, template mismatch)
         stays inside one group and shows up in the uncertainty.
     min_pixels : int
-        Fewer usable region pixels than this is an :class:`InputError`.
+        Fewer usable region pixels than this is an :class:`ValueError`.
     seed : int
         Seed of the subsample and of the group assignment (reproducible).
     noutputs : int
@@ -157,7 +147,7 @@ class WispFitParams:
 
 def _check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
     if np.shape(a) != np.shape(b):
-        raise InputError(
+        raise ValueError(
             f"wisp: {name_a} shape {tuple(np.shape(a))} does not match "
             f"{name_b} shape {tuple(np.shape(b))}"
         )
@@ -165,7 +155,7 @@ def _check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) ->
 
 def _check_2d(name: str, a: np.ndarray) -> None:
     if np.ndim(a) != 2:
-        raise InputError(f"wisp: {name} must be a 2-D image, got shape {tuple(np.shape(a))}")
+        raise ValueError(f"wisp: {name} must be a 2-D image, got shape {tuple(np.shape(a))}")
 
 
 def _mad(values: np.ndarray) -> float:
@@ -201,179 +191,7 @@ _STATISTICS = {"biweight": _biweight_midvariance, "mad": _mad}
 
 
 # --------------------------------------------------------------------------
-# template region and source masks
-
-
-def template_region(template: np.ndarray, nsigma: float = 2.0, smooth: float = 3.0) -> np.ndarray:
-    """Pixels where the wisp template is significant.
-
-    Parameters
-    ----------
-    template : ndarray, shape (ny, nx)
-        Wisp template (units of the science data, e.g. MJy/sr).  Non-finite
-        pixels are never in the region.
-    nsigma : float
-        Threshold above the template median in units of its robust standard
-        deviation.
-    smooth : float
-        Gaussian sigma (pixels) of the copy of the template that is compared
-        with the threshold; 0 compares the template itself (the baseline).
-        The v3 templates are stacks with pixel noise: selecting on the noisy
-        pixels keeps those whose noise is high near the threshold, which
-        biased the fitted scale by +0.6 % in the tests' Monte Carlo; with a
-        3-px smoothing the bias was +0.1 % and the scatter 0.49 % instead of
-        0.68 %.  Only the selection is smoothed, never the fitted template.
-
-    Returns
-    -------
-    region : ndarray of bool, shape (ny, nx)
-        ``smoothed(template) > median + nsigma * sigma`` with median and
-        ``sigma`` (1.4826 MAD) of the finite template pixels.  The baseline
-        used a 3-sigma-clipped std; the MAD gives the same threshold on a
-        template that is mostly empty, in one pass.
-    """
-    _check_2d("template", template)
-    t = np.asarray(template, dtype=np.float32)
-    finite = np.isfinite(t)
-    values = t[finite]
-    if values.size == 0:
-        return np.zeros(t.shape, dtype=bool)
-    med = np.median(values)
-    sigma = 1.482602218505602 * np.median(np.abs(values - med))
-    if smooth and smooth > 0:
-        from scipy.ndimage import gaussian_filter
-
-        t = gaussian_filter(np.where(finite, t, med), float(smooth), mode="nearest")
-    return finite & (t > med + nsigma * sigma)
-
-
-def pixel_mapper(sw_wcs: Any, lw_wcs: Any) -> Callable[[np.ndarray, np.ndarray], tuple]:
-    """Function mapping short-wave pixel coordinates to long-wave ones.
-
-    Parameters
-    ----------
-    sw_wcs, lw_wcs : gwcs.wcs.WCS or astropy.wcs.WCS
-        WCS of the short-wave and the long-wave exposure (pixel -> sky).
-        gwcs objects (``model.meta.wcs`` of a ``_cal``) are evaluated without
-        their bounding boxes, so the mapping is smooth everywhere and pixels
-        falling off the LW detector are dealt with by :func:`map_mask`; any
-        other object must offer the APE 14 ``pixel_to_world_values`` /
-        ``world_to_pixel_values`` methods.
-
-    Returns
-    -------
-    sw_to_lw : callable
-        ``sw_to_lw(x, y) -> (x_lw, y_lw)``: 0-based pixel coordinates (pixel
-        centres at integers), vectorised over arrays of any shape.
-    """
-
-    def _forward(wcs, x, y):
-        try:
-            import gwcs
-
-            if isinstance(wcs, gwcs.wcs.WCS):
-                return wcs(x, y, with_bounding_box=False)
-        except ImportError:  # pragma: no cover - gwcs is a jwst dependency
-            pass
-        return wcs.pixel_to_world_values(x, y)
-
-    def _inverse(wcs, a, d):
-        try:
-            import gwcs
-
-            if isinstance(wcs, gwcs.wcs.WCS):
-                return wcs.invert(a, d, with_bounding_box=False)
-        except ImportError:  # pragma: no cover
-            pass
-        return wcs.world_to_pixel_values(a, d)
-
-    def sw_to_lw(x, y):
-        x = np.asarray(x, dtype=float)
-        y = np.asarray(y, dtype=float)
-        ra, dec = _forward(sw_wcs, x, y)
-        xl, yl = _inverse(lw_wcs, ra, dec)
-        return np.asarray(xl, dtype=float), np.asarray(yl, dtype=float)
-
-    return sw_to_lw
-
-
-def map_mask(
-    lw_mask: np.ndarray,
-    sw_to_lw: Callable[[np.ndarray, np.ndarray], tuple],
-    sw_shape: tuple[int, int],
-    dilate_px: float = 3,
-    step: int = 16,
-) -> np.ndarray:
-    """Resample a long-wave source mask onto the short-wave pixel grid.
-
-    Every SW pixel centre is mapped into the LW frame and takes the value of
-    the LW pixel it falls in (nearest neighbour).  Pulling SW pixels back,
-    rather than pushing LW pixels forward as the baseline did, leaves no holes
-    even though an LW pixel (0.063") covers about 2x2 SW pixels (0.031").
-
-    Parameters
-    ----------
-    lw_mask : ndarray of bool, shape (ny_lw, nx_lw)
-        Source mask of the long-wave exposure, ``True`` = source.
-    sw_to_lw : callable
-        ``(x_sw, y_sw) -> (x_lw, y_lw)``, 0-based pixel coordinates,
-        vectorised (see :func:`pixel_mapper`).
-    sw_shape : (int, int)
-        Shape ``(ny, nx)`` of the short-wave image.
-    dilate_px : float
-        Radius (SW pixels) of the disk the mapped mask is dilated by
-        (:func:`young.masks.dilate`), to cover
-        the nearest-neighbour rounding (<= 0.5 LW px = 1 SW px) and the wider
-        wings of sources at shorter wavelengths.  0 disables it.
-    step : int
-        The mapping is evaluated exactly on a grid every ``step`` SW pixels
-        and interpolated in between with a bicubic spline: the SW->LW map is
-        a smooth distortion polynomial, so the interpolation error is far
-        below 0.01 px while a full-frame gwcs evaluation (4 M pixels through
-        the distortion and its inverse) would take seconds.  If the mapper
-        returns non-finite values on that grid every pixel is mapped exactly.
-
-    Returns
-    -------
-    sw_mask : ndarray of bool, shape ``sw_shape``
-        ``True`` where the SW pixel sees an LW-masked pixel.  SW pixels that
-        fall outside the LW detector are ``False`` (no information).
-    """
-    _check_2d("lw_mask", lw_mask)
-    lw_mask = np.asarray(lw_mask, dtype=bool)
-    ny, nx = (int(n) for n in sw_shape)
-    step = max(int(step), 1)
-    ys = np.unique(np.r_[0:ny:step, ny - 1]).astype(float)
-    xs = np.unique(np.r_[0:nx:step, nx - 1]).astype(float)
-    x_lw = y_lw = None
-    if min(ys.size, xs.size) >= 2 and (ys.size, xs.size) != (ny, nx):
-        gy, gx = np.meshgrid(ys, xs, indexing="ij")
-        cx, cy = (np.asarray(c, dtype=float) for c in sw_to_lw(gx, gy))
-        if np.all(np.isfinite(cx)) and np.all(np.isfinite(cy)):
-            ky, kx = min(3, ys.size - 1), min(3, xs.size - 1)
-            yy, xx = np.arange(ny, dtype=float), np.arange(nx, dtype=float)
-            x_lw = RectBivariateSpline(ys, xs, cx, kx=kx, ky=ky)(yy, xx)
-            y_lw = RectBivariateSpline(ys, xs, cy, kx=kx, ky=ky)(yy, xx)
-    if x_lw is None:  # tiny image or non-finite nodes: map every pixel exactly
-        yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
-        x_lw, y_lw = (np.asarray(c, dtype=float) for c in sw_to_lw(xx, yy))
-
-    ny_lw, nx_lw = lw_mask.shape
-    ok = np.isfinite(x_lw) & np.isfinite(y_lw)
-    ix = np.full((ny, nx), -1, dtype=np.int64)
-    iy = np.full((ny, nx), -1, dtype=np.int64)
-    ix[ok] = np.floor(x_lw[ok] + 0.5).astype(np.int64)
-    iy[ok] = np.floor(y_lw[ok] + 0.5).astype(np.int64)
-    inside = ok & (ix >= 0) & (ix < nx_lw) & (iy >= 0) & (iy < ny_lw)
-    sw_mask = np.zeros((ny, nx), dtype=bool)
-    sw_mask[inside] = lw_mask[iy[inside], ix[inside]]
-    if dilate_px and dilate_px > 0:
-        sw_mask = dilate(sw_mask, dilate_px)  # the masks module's disk dilation
-    return sw_mask
-
-
-# --------------------------------------------------------------------------
-# row pattern (temporary, for the fit only)
+# row patterns (1/f residuals), removed for the fit only
 
 
 def amp_row_pattern(data: np.ndarray, mask: np.ndarray, noutputs: int = 1, min_pixels: int = 20) -> np.ndarray:
@@ -565,9 +383,9 @@ def fit_scale(
 
     Raises
     ------
-    UsageError
+    ValueError
         Bounds not increasing, or an unknown statistic.
-    InputError
+    ValueError
         Shapes differ, or fewer than ``min_pixels`` region pixels are usable.
     """
     p = params or WispFitParams()
@@ -575,11 +393,11 @@ def fit_scale(
         p = dataclasses.replace(p, **overrides)
     lo_b, hi_b = (float(b) for b in p.bounds)
     if not hi_b > lo_b:
-        raise UsageError(f"wisp: scale bounds must be increasing, got {p.bounds}")
+        raise ValueError(f"wisp: scale bounds must be increasing, got {p.bounds}")
     try:
         stat = _STATISTICS[p.statistic]
     except KeyError:
-        raise UsageError(
+        raise ValueError(
             f"wisp: unknown fit statistic {p.statistic!r} (use one of {sorted(_STATISTICS)})"
         ) from None
 
@@ -587,7 +405,7 @@ def fit_scale(
     iy, ix = np.nonzero(region & ~bad)
     n_region = iy.size
     if n_region < p.min_pixels:
-        raise InputError(
+        raise ValueError(
             f"wisp: only {n_region} usable template-region pixels "
             f"(need >= {p.min_pixels}); cannot fit the scale"
         )
@@ -751,7 +569,7 @@ def grid_scan_scale(
     bad, region, pattern = _fit_inputs(data, template, mask, region, correct_rows, smooth=0.0)
     iy, ix = np.nonzero(region & ~bad)
     if iy.size < 1:
-        raise InputError("wisp: no usable template-region pixels; cannot fit the scale")
+        raise ValueError("wisp: no usable template-region pixels; cannot fit the scale")
     d = np.asarray(data)[iy, ix].astype(float)
     if pattern is not None:
         d -= pattern[iy, ix]
@@ -865,46 +683,3 @@ def flag(
     out = dq.copy()
     out[strong] |= np.asarray(bits).astype(dq.dtype)
     return out
-
-
-def cut_template(
-    template_full: np.ndarray, xstart: int, ystart: int, xsize: int, ysize: int
-) -> np.ndarray:
-    """Cut the subarray of a full-frame template.
-
-    Parameters
-    ----------
-    template_full : ndarray, shape (2048, 2048)
-        Full-frame template.
-    xstart, ystart : int
-        1-based first column / row of the subarray in full-frame pixels
-        (``meta.subarray.xstart`` / ``ystart``, FITS ``SUBSTRT1/2``).
-    xsize, ysize : int
-        Subarray width / height (``SUBSIZE1/2``).
-
-    Returns
-    -------
-    template : ndarray, shape (ysize, xsize)
-        A copy of ``template_full[ystart-1:ystart-1+ysize, xstart-1:xstart-1+xsize]``.
-
-    Raises
-    ------
-    InputError
-        The template is not 2-D or the subarray does not fit inside it.
-    """
-    _check_2d("template", template_full)
-    ny, nx = np.shape(template_full)
-    xstart, ystart, xsize, ysize = (int(v) for v in (xstart, ystart, xsize, ysize))
-    if (
-        xstart < 1
-        or ystart < 1
-        or xsize < 1
-        or ysize < 1
-        or xstart - 1 + xsize > nx
-        or ystart - 1 + ysize > ny
-    ):
-        raise InputError(
-            f"wisp: subarray x {xstart}..{xstart + xsize - 1}, y {ystart}..{ystart + ysize - 1} "
-            f"(1-based) does not fit the {nx}x{ny} template"
-        )
-    return np.array(template_full[ystart - 1 : ystart - 1 + ysize, xstart - 1 : xstart - 1 + xsize])

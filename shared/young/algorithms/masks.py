@@ -32,34 +32,23 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy.convolution import Ring2DKernel
-from astropy.nddata.bitmask import interpret_bit_flags
 from astropy.stats import biweight_location, biweight_scale
 from scipy import fft as sp_fft
 from scipy import ndimage
-from stdatamodels.jwst.datamodels import dqflags
+
+from young.algorithms.dq import DEFAULT_BAD_BITS
+from young.algorithms.dq import bad as dq_bad
+from young.algorithms.stats import regular_sample
 
 __all__ = [
-    "DEFAULT_DQ_BITS",
     "MaskParams",
     "PRESETS",
     "params_for",
-    "dq_bad",
     "ring_median_background",
     "dilate",
-    "regular_sample",
     "tiered_source_mask",
     "extended_light_mask",
 ]
-
-#: DQ bits that make a pixel unusable for any statistic.  REFERENCE_PIXEL is
-#: included because reference pixels carry no sky signal.
-DEFAULT_DQ_BITS = (
-    dqflags.pixel["DO_NOT_USE"]
-    | dqflags.pixel["SATURATED"]
-    | dqflags.pixel["NON_SCIENCE"]
-    | dqflags.pixel["REFERENCE_PIXEL"]
-)
-
 
 @dataclass(frozen=True)
 class MaskParams:
@@ -84,7 +73,7 @@ class MaskParams:
         Dilation radius of each tier's detections; 0 means none.
     dq_bits : int or str
         DQ bits that mask a pixel; an int or flag names such as
-        ``"DO_NOT_USE,SATURATED"`` (see :func:`dq_bad`).
+        ``"DO_NOT_USE,SATURATED"`` (see :func:`young.algorithms.dq.bad`).
     ring_block : int
         Block size of the downsampled image on which the ring median runs.
     max_samples : int
@@ -99,7 +88,7 @@ class MaskParams:
     tier_npixels: tuple = (15, 10, 3, 1)
     tier_nsigma: tuple = (1.5, 1.5, 1.5, 1.5)
     tier_dilate_size: tuple = (33, 25, 21, 19)
-    dq_bits: int | str = DEFAULT_DQ_BITS
+    dq_bits: int | str = DEFAULT_BAD_BITS
     ring_block: int = 8
     max_samples: int = 2**16
 
@@ -161,49 +150,9 @@ def params_for(preset: str = "young", **overrides) -> MaskParams:
     return dataclasses.replace(base, **clean)
 
 
-def dq_bad(dq: np.ndarray | None, bits: int | str = DEFAULT_DQ_BITS,
-           shape: tuple | None = None) -> np.ndarray:
-    """Boolean array, True where any of ``bits`` is set in ``dq``.
-
-    Parameters
-    ----------
-    dq : ndarray of int, shape (ny, nx), or None
-        Data quality array (JWST convention).  None means all good.
-    bits : int or str
-        Bit mask, or flag names joined by ``,`` or ``+`` (JWST mnemonics).
-    shape : tuple, optional
-        Shape of the result when ``dq`` is None.
-
-    Returns
-    -------
-    ndarray of bool, shape (ny, nx)
-    """
-    if dq is None:
-        return np.zeros(shape, dtype=bool)
-    if isinstance(bits, str):
-        bits = interpret_bit_flags(bits.replace("+", ","), flag_name_map=dqflags.pixel)
-    bits = int(bits or 0)
-    return (np.asarray(dq).astype(np.uint32, copy=False) & np.uint32(bits)) != 0
-
-
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def regular_sample(values: np.ndarray, good: np.ndarray, max_samples: int) -> np.ndarray:
-    """A regular subsample of ``values[good]`` with about ``max_samples`` entries.
-
-    Every k-th pixel of the flattened image, with k chosen coprime to the row
-    length so the subsample does not alias onto a few columns.
-    """
-    ngood = int(np.count_nonzero(good))
-    k = max(1, ngood // max_samples)
-    if k > 1 and values.ndim == 2:
-        while np.gcd(k, values.shape[1]) != 1:
-            k += 1
-    v = values.ravel()[::k]
-    return v[good.ravel()[::k]]
 
 
 def _robust_level_rms(values: np.ndarray, good: np.ndarray, max_samples: int):

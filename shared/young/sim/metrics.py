@@ -34,7 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fnoise, masks
+from young.algorithms import fnoise, masks
+from young.algorithms.dq import DEFAULT_BAD_BITS
+from young.algorithms.dq import bad as dq_bad
 
 #: error of a median relative to the error of a mean, for Gaussian noise
 MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2.0)
@@ -76,7 +78,7 @@ def row_medians(image: np.ndarray, good: np.ndarray, noutputs: int, min_pixels: 
     good : ndarray of bool, shape (ny, nx)
         Pixels to use.
     noutputs : int
-        1 or 4 amplifiers (:func:`young.fnoise.amp_slices`).
+        1 or 4 amplifiers (:func:`young.algorithms.fnoise.amp_slices`).
     min_pixels : int
         Rows of an amplifier with fewer good pixels are NaN.
 
@@ -209,7 +211,7 @@ def sky_pixels(clean: np.ndarray, dq: np.ndarray | None = None, truth_dq: np.nda
         sources are found on it with the tiered mask of ``preset``, so the
         metric does not depend on the mask of the correction being judged.
     dq : ndarray, optional
-        The product's DQ (pixels with :data:`young.masks.DEFAULT_DQ_BITS` are out).
+        The product's DQ (pixels with :data:`young.DEFAULT_BAD_BITS` are out).
     truth_dq : ndarray, optional
         The truth file's DQ (saturated ramps, cosmic rays, reference and bad
         pixels are out: the truth is approximate there).
@@ -218,7 +220,7 @@ def sky_pixels(clean: np.ndarray, dq: np.ndarray | None = None, truth_dq: np.nda
     -------
     ndarray of bool
     """
-    bad = ~np.isfinite(clean) | masks.dq_bad(dq, masks.DEFAULT_DQ_BITS, clean.shape)
+    bad = ~np.isfinite(clean) | dq_bad(dq, DEFAULT_BAD_BITS, clean.shape)
     bad |= fnoise.reference_pixels(clean.shape, dq)
     if truth_dq is not None:
         bad |= np.asarray(truth_dq) != 0

@@ -21,9 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, atomic, config as configmod, crdsenv, inputs, naming, parallel, provenance
-from .errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, InternalError, SkipError, UsageError,
-                     YoungError, internal)
+from young import __version__
+from young.contract import atomic, crdsenv, inputs, naming, parallel, provenance
+from young.contract import config as configmod
+from young.contract.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    InputError,
+    InternalError,
+    SkipError,
+    UsageError,
+    YoungError,
+    internal,
+)
 
 
 @dataclass(frozen=True)
@@ -348,7 +359,12 @@ class Reporter:
         self.progress = None
         if not common.quiet and self.stderr.isatty() and n > 1:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TimeElapsedColumn,
+            )
 
             self.progress = Progress("[bold]" + tool, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                      console=Console(file=self.stderr), transient=True)

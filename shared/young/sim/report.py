@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import naming
+from young.contract import naming
 
 
 def _zscale(img):
@@ -87,7 +87,7 @@ def products(out_dir: Path, suffix: str, tags: tuple[str, ...]) -> list[Path]:
 def fnoise_section(sim: Path, out: Path, img_dir: Path) -> list[str]:
     from astropy.io import fits
 
-    from . import qa_metrics
+    from young.sim import metrics as qa_metrics
 
     lines = ["## 1/f noise (`young-fnoise`)", "",
              "Residual stripe fraction: rms of the per-amplifier row medians of (corrected − truly clean) "
@@ -145,7 +145,7 @@ def wisp_section(sim: Path, out: Path, img_dir: Path) -> list[str]:
 def bkg_section(sim: Path, out: Path, img_dir: Path) -> list[str]:
     from astropy.io import fits
 
-    from . import masks
+    from young.algorithms import masks
 
     lines = ["## Background (`young-bkg`)", "",
              "Residual sky over source-free pixels after subtraction, in units of the sky noise σ "
@@ -171,7 +171,8 @@ def bkg_section(sim: Path, out: Path, img_dir: Path) -> list[str]:
 def stage3_section(sim: Path, out: Path) -> list[str]:
     from astropy.table import Table
 
-    from . import qa, stage3
+    from young.algorithms import astrometry
+    from young.stage3 import driver as stage3
 
     truth = Table.read(sim / "truth" / "catalog.ecsv")
     stars = truth[(truth["kind"] == "star") & ~truth["saturated"]]
@@ -191,9 +192,9 @@ def stage3_section(sim: Path, out: Path) -> list[str]:
         cat = Table.read(cat_path)
         ra, dec = cat["sky_centroid"].ra.deg, cat["sky_centroid"].dec.deg
         col = f"flux_{filt.split('_')[0]}"
-        i, j = qa.match_sky(ra, dec, stars["ra"], stars["dec"], radius_arcsec=0.1)
-        dx, dy = qa.offsets_mas(ra[i], dec[i], stars["ra"][j], stars["dec"][j])
-        mx, my, rms, _ = qa.robust_rms(dx, dy) if len(i) else (float("nan"),) * 3 + (0,)
+        i, j = astrometry.match_sky(ra, dec, stars["ra"], stars["dec"], radius_arcsec=0.1)
+        dx, dy = astrometry.offsets_mas(ra[i], dec[i], stars["ra"][j], stars["dec"][j])
+        mx, my, rms, _ = astrometry.robust_rms(dx, dy) if len(i) else (float("nan"),) * 3 + (0,)
         dm = np.array([])
         if col in stars.colnames and "aper_total_flux" in cat.colnames:
             meas = np.asarray(cat["aper_total_flux"][i], float) * 1e9  # Jy -> nJy

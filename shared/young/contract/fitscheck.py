@@ -11,7 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
-from .errors import InputError
+from young.contract.errors import InputError
 
 #: product level → data model names that carry it
 LEVELS = {

@@ -1,7 +1,6 @@
 """Quality-assurance plots of stage 3: alignment residuals and mosaic previews.
 
-Pure measurement functions (:func:`match_sky`, :func:`offsets_mas`,
-:func:`robust_rms`) work on arrays; the plotting functions read a group's
+The measurements come from :mod:`young.algorithms.astrometry`; the functions here read a group's
 products (``_i2d.fits``, ``_cat.ecsv``, the per-exposure ``_crf.fits`` that
 Image3Pipeline writes) and write PNG files with matplotlib's Agg backend.
 """
@@ -14,93 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-
-def offsets_mas(ra, dec, ra_ref, dec_ref):
-    """Sky offsets (mas) of positions from reference positions: (dRA cos(dec), dDec).
-
-    Parameters
-    ----------
-    ra, dec, ra_ref, dec_ref : array_like
-        Degrees, same shapes.
-
-    Returns
-    -------
-    dx, dy : ndarray
-        East and north offsets in milliarcseconds.
-    """
-    ra, dec = np.asarray(ra, float), np.asarray(dec, float)
-    ra_ref, dec_ref = np.asarray(ra_ref, float), np.asarray(dec_ref, float)
-    dra = (ra - ra_ref + 180.0) % 360.0 - 180.0
-    dx = dra * np.cos(np.radians(dec_ref)) * 3.6e6
-    dy = (dec - dec_ref) * 3.6e6
-    return dx, dy
-
-
-def match_sky(ra, dec, ra_ref, dec_ref, radius_arcsec: float = 0.3):
-    """Nearest-neighbour match of positions to a reference list.
-
-    Parameters
-    ----------
-    ra, dec : array_like
-        Positions to match (deg).
-    ra_ref, dec_ref : array_like
-        Reference positions (deg).
-    radius_arcsec : float
-        Largest accepted separation.
-
-    Returns
-    -------
-    idx, idx_ref : ndarray of int
-        Indices of matched pairs (each reference used at most once: the closest wins).
-    """
-    from astropy import units as u
-    from astropy.coordinates import SkyCoord
-
-    ra, dec = np.asarray(ra, float), np.asarray(dec, float)
-    ra_ref, dec_ref = np.asarray(ra_ref, float), np.asarray(dec_ref, float)
-    if len(ra) == 0 or len(ra_ref) == 0:
-        return np.zeros(0, int), np.zeros(0, int)
-    a = SkyCoord(ra * u.deg, dec * u.deg)
-    b = SkyCoord(ra_ref * u.deg, dec_ref * u.deg)
-    j, sep, _ = a.match_to_catalog_sky(b)
-    sep = sep.arcsec
-    ok = np.flatnonzero(sep <= radius_arcsec)
-    # one reference per source: keep the closest claim
-    order = ok[np.argsort(sep[ok])]
-    used: set[int] = set()
-    keep = []
-    for i in order:
-        if j[i] not in used:
-            used.add(int(j[i]))
-            keep.append(i)
-    keep = np.array(sorted(keep), int)
-    return keep, np.asarray(j, int)[keep]
-
-
-def robust_rms(dx, dy, clip: float = 3.0) -> tuple[float, float, float, int]:
-    """Mean offsets and rms of 2-D residuals after iterative sigma clipping.
-
-    Returns
-    -------
-    mean_x, mean_y, rms, n : float, float, float, int
-        rms is sqrt(mean(dx^2 + dy^2)) about zero of the kept residuals
-        (a systematic offset counts), ``n`` the number kept.
-    """
-    dx, dy = np.asarray(dx, float), np.asarray(dy, float)
-    keep = np.isfinite(dx) & np.isfinite(dy)
-    for _ in range(5):
-        if keep.sum() < 3:
-            break
-        r = np.hypot(dx - np.median(dx[keep]), dy - np.median(dy[keep]))
-        s = 1.4826 * np.median(r[keep]) * 1.5 + 1e-9
-        new = keep & (r <= clip * s)
-        if new.sum() == keep.sum():
-            break
-        keep = new
-    if not keep.any():
-        return float("nan"), float("nan"), float("nan"), 0
-    return (float(np.mean(dx[keep])), float(np.mean(dy[keep])),
-            float(np.sqrt(np.mean(dx[keep] ** 2 + dy[keep] ** 2))), int(keep.sum()))
+from young.algorithms.astrometry import match_sky, offsets_mas, robust_rms
 
 
 def catalog_positions(catalog, max_good: int = 100):
@@ -218,7 +131,7 @@ def alignment_plot(cat_path: str | Path, refcat_path: str | Path | None, crfs: S
     import matplotlib.pyplot as plt
     from astropy.table import Table
 
-    from .stage3 import radec_table, read_table
+    from young.stage3.refcat import radec_table, read_table
 
     cat = Table.read(cat_path)
     ra, dec, x, y, good = catalog_positions(cat)

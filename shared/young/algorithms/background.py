@@ -1,7 +1,7 @@
 """Sky background of ``_cal`` images (pure functions on arrays).
 
 ALGORITHMS.md, "Background": sources are masked with the tiered mask of
-:mod:`young.masks` (the one implementation, imported here); then either one
+:mod:`young.algorithms.masks` (the one implementation, imported here); then either one
 scalar sky value is subtracted (``mode='pedestal'``, the baseline) or a smooth
 large-box 2-D model (``mode='2d'``, for gradients the pedestal leaves), and
 VAR_RNOISE is rescaled so that drizzle's inverse-variance weights reflect the
@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 from astropy.stats import SigmaClip, biweight_midvariance
 
-from . import masks
-from .errors import InputError, UsageError
+from young.algorithms import masks
+from young.algorithms.dq import DEFAULT_BAD_BITS
+from young.algorithms.dq import bad as dq_bad
 
 __all__ = [
     "MODES",
@@ -55,13 +56,13 @@ class BackgroundParams:
     Attributes
     ----------
     mask_preset : {'young', 'ceers'}
-        Tiered-mask preset (:data:`young.masks.PRESETS`) used when no mask
+        Tiered-mask preset (:data:`young.algorithms.masks.PRESETS`) used when no mask
         is given.
     mask_overrides : dict
-        Fields of :class:`young.masks.MaskParams` to override in the preset.
+        Fields of :class:`young.algorithms.masks.MaskParams` to override in the preset.
     dq_bits : int, str or None
         DQ bits that exclude a pixel from every statistic; None = the
-        default of :func:`young.masks.dq_bad`.
+        default of :func:`young.algorithms.dq.bad`.
     window : (float, float)
         Pedestal: the Gaussian is fitted to the histogram between
         ``mode - window[0] * sigma`` and ``mode + window[1] * sigma``.
@@ -128,14 +129,14 @@ class BackgroundParams:
 def _check_2d(name: str, a: Any) -> np.ndarray:
     a = np.asarray(a)
     if a.ndim != 2:
-        raise InputError(f"background: {name} must be a 2-D image, got shape {a.shape}")
+        raise ValueError(f"background: {name} must be a 2-D image, got shape {a.shape}")
     return a
 
 
 def _check_same_shape(name: str, a: Any, ref: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     if a.shape != ref.shape:
-        raise InputError(
+        raise ValueError(
             f"background: {name} shape {a.shape} does not match the data shape {ref.shape}"
         )
     return a
@@ -227,14 +228,14 @@ def pedestal(
 
     Raises
     ------
-    InputError
+    ValueError
         Fewer than 100 sky pixels.
     """
     data = _check_2d("data", data)
     mask = _check_same_shape("mask", mask, data).astype(bool)
     values = _subsample(data, ~mask & np.isfinite(data), max_samples)
     if values.size < 100:
-        raise InputError(
+        raise ValueError(
             f"background: only {values.size} unmasked sky pixels; cannot measure the sky"
         )
     values = values.astype(np.float64)
@@ -407,7 +408,7 @@ def background_2d(
 
     Raises
     ------
-    InputError
+    ValueError
         Every box is masked beyond ``exclude_percentile``.
     """
     from photutils.background import Background2D, BiweightLocationBackground
@@ -438,9 +439,9 @@ def background_2d(
             mesh = np.asarray(bkg.background_mesh, dtype=np.float64)
     except ValueError as exc:  # photutils: all boxes excluded
         reason = " ".join(str(exc).split())
-        raise InputError(f"background: cannot build a 2-D model ({reason})") from None
+        raise ValueError(f"background: cannot build a 2-D model ({reason})") from None
     if mesh.shape != (nmy, nmx) or not np.all(np.isfinite(mesh)):
-        raise InputError("background: cannot build a 2-D model (no usable sky box)")
+        raise ValueError("background: cannot build a 2-D model (no usable sky box)")
 
     # box centres: centroid of the real pixels (the last box may be partial)
     def centres(n, b, m):
@@ -587,7 +588,7 @@ def subtract_background(
         subtract :func:`background_2d`.
     mask : ndarray of bool, shape (ny, nx), optional
         Source mask (``True`` = source).  Default: the tiered mask of
-        :func:`young.masks.tiered_source_mask` with ``params.mask_preset``.
+        :func:`young.algorithms.masks.tiered_source_mask` with ``params.mask_preset``.
         DQ-flagged and non-finite pixels are added either way.
     params : BackgroundParams, optional
         Parameters; keyword ``overrides`` replace single fields.
@@ -613,18 +614,18 @@ def subtract_background(
 
     Raises
     ------
-    UsageError
+    ValueError
         Unknown mode, mask preset or mask parameter.
-    InputError
+    ValueError
         Shapes that differ, or no sky left to measure.
     """
     p = params or BackgroundParams()
     if overrides:
         p = dataclasses.replace(p, **overrides)
     if mode not in MODES:
-        raise UsageError(f"background: unknown mode {mode!r} (use one of {', '.join(MODES)})")
+        raise ValueError(f"background: unknown mode {mode!r} (use one of {', '.join(MODES)})")
     data = _check_2d("data", data)
-    bits = masks.DEFAULT_DQ_BITS if p.dq_bits is None else p.dq_bits
+    bits = DEFAULT_BAD_BITS if p.dq_bits is None else p.dq_bits
     if dq is not None:
         dq = _check_same_shape("dq", dq, data)
     if var_rnoise is not None:
@@ -632,12 +633,12 @@ def subtract_background(
 
     bad = ~np.isfinite(data)
     if dq is not None:
-        bad |= masks.dq_bad(dq, bits)
+        bad |= dq_bad(dq, bits)
     if mask is None:
         try:
             mparams = masks.params_for(p.mask_preset, **p.mask_overrides)
         except ValueError as exc:
-            raise UsageError(f"background: {exc}") from None
+            raise ValueError(f"background: {exc}") from None
         if p.dq_bits is not None:
             mparams = dataclasses.replace(mparams, dq_bits=p.dq_bits)
         src = masks.tiered_source_mask(data, dq, params=mparams)
@@ -647,7 +648,7 @@ def subtract_background(
         preset = "given"
     full_mask = src | bad
     if full_mask.all():
-        raise InputError("background: every pixel is masked; no sky to measure")
+        raise ValueError("background: every pixel is masked; no sky to measure")
 
     info: dict[str, Any] = {"method": mode, "mask_preset": preset}
     if mode == "pedestal":

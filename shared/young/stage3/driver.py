@@ -47,8 +47,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import __version__, atomic, fitscheck, parallel, provenance
-from .errors import EXIT_FAILED, EXIT_OK, InputError, UsageError, YoungError
+from young import __version__
+from young.algorithms import astrometry
+from young.contract import atomic, fitscheck, parallel, provenance
+from young.contract.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    InputError,
+    UsageError,
+    YoungError,
+)
 
 TOOL = "young-stage3"
 log = logging.getLogger("young.stage3")
@@ -718,8 +726,9 @@ def check_same_grid(i2d: str | Path, reference: str | Path, tol_pix: float = 1e-
         wa, shape_a = a.meta.wcs, tuple(a.data.shape)
         ref = Path(reference)
         if ref.suffix == ".asdf":
-            import asdf
             from copy import deepcopy
+
+            import asdf
 
             with asdf.open(str(ref)) as af:
                 wb = deepcopy(af.tree["wcs"])
@@ -1162,7 +1171,7 @@ def run_group(task: GroupTask) -> GroupOutcome:
     except BaseException as exc:  # noqa: BLE001 - one failing group must not stop the others
         if isinstance(exc, KeyboardInterrupt):
             raise
-        from . import crdsenv
+        from young.contract import crdsenv
 
         reason = crdsenv.missing_reference_message(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         out.message = f"{label}: {reason} (log: {paths['log']})"
@@ -1239,7 +1248,7 @@ def _write_refcat(cat: Path, dst: Path, task: GroupTask) -> None:
 
 
 def _qa(task: GroupTask, work: Path, paths: dict[str, Path], out: GroupOutcome) -> None:
-    from . import qa
+    from young.stage3 import qa
 
     i2d = work / paths["i2d"].name
     qa.preview_png(i2d, work / paths["qa_preview"].name, title=f"{task.group.product}")
@@ -1260,44 +1269,6 @@ def _qa(task: GroupTask, work: Path, paths: dict[str, Path], out: GroupOutcome) 
 #: What :func:`absolute_alignment_hook` needs; set by :func:`run_group` in the worker process
 #: around one Image3Pipeline run (a worker reduces one group at a time).
 _ABS_CONTEXT: dict[str, Any] = {}
-
-
-def deduplicate_detections(xt, yt, edge, radius: float = 0.3):
-    """Keep one detection per source: the one farthest from its image edge.
-
-    Parameters
-    ----------
-    xt, yt : array_like
-        Tangent-plane positions (arcsec) of all detections of all exposures.
-    edge : array_like
-        Distance of each detection from its image edge (pixels).
-    radius : float
-        Detections closer than this (arcsec) are the same source.
-
-    Returns
-    -------
-    ndarray of bool
-        True for the detections to keep.
-    """
-    import numpy as np
-    from scipy.sparse.csgraph import connected_components
-    from scipy.sparse import coo_matrix
-    from scipy.spatial import cKDTree
-
-    xt, yt, edge = (np.asarray(a, float) for a in (xt, yt, edge))
-    n = len(xt)
-    if n == 0:
-        return np.zeros(0, bool)
-    pairs = cKDTree(np.column_stack([xt, yt])).query_pairs(radius, output_type="ndarray")
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else \
-        coo_matrix((n, n))
-    _, label = connected_components(graph, directed=False)
-    keep = np.zeros(n, bool)
-    order = np.lexsort((-edge, label))  # by cluster, farthest from the edge first
-    first = np.ones(n, bool)
-    first[1:] = label[order][1:] != label[order][:-1]
-    keep[order[first]] = True
-    return keep
 
 
 def absolute_alignment_hook(library):
@@ -1359,7 +1330,7 @@ def absolute_alignment_hook(library):
     xt = ((ra - ra0 + 180.0) % 360.0 - 180.0) * np.cos(np.radians(dec0)) * 3600.0
     yt = (dec - dec0) * 3600.0
     keep = np.zeros(len(ra), bool)
-    keep[good] = deduplicate_detections(xt[good], yt[good], edge[good])
+    keep[good] = astrometry.deduplicate_detections(xt[good], yt[good], edge[good])
     catfile = work / "young_abs_catalogs.txt"
     lines = []
     for i, name in enumerate(names):
@@ -1462,7 +1433,8 @@ def make_plan(common, refcat: str | None, extract: str | None, max_memory: str |
     ------
     UsageError
     """
-    from . import config as configmod, crdsenv, inputs
+    from young.contract import config as configmod
+    from young.contract import crdsenv, inputs
 
     cfg = configmod.load(common.config)
     section = cfg.section("stage3")
@@ -1610,8 +1582,9 @@ def mosaic_pixels(group: Group, steps: Mapping[str, Any]) -> int:
 
 def prefetch_references(paths: Sequence[str]) -> dict[str, str]:
     """Fetch Image3's CRDS references for the groups' files (worker side); returns {path: error line}."""
-    from . import crdsenv
     from jwst.pipeline import Image3Pipeline
+
+    from young.contract import crdsenv
 
     types = {f"pars-{Image3Pipeline.__name__.lower()}"}
     for step in Image3Pipeline.step_defs.values():
@@ -1647,7 +1620,8 @@ def reduce_reference(plan: Stage3Plan, common, slot: parallel.WorkerSlot, report
         The reference's outcome and task (None if no group could be the
         reference) and the candidates that failed, by group index.
     """
-    from . import contract, crdsenv
+    from young.contract import crdsenv
+    from young.contract import runner as contract
 
     if prefetch:
         bad = slot.call(prefetch_references, [g.members[0] for g in plan.groups])
@@ -1711,7 +1685,7 @@ def run(common, refcat: str | None = None, extract: str | None = None, max_memor
     """
     import signal
 
-    from . import contract
+    from young.contract import runner as contract
 
     signal.signal(signal.SIGTERM, contract._terminate)
     comm = parallel.mpi_comm()

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from . import parallel, provenance
-from .contract import Common
-from .errors import EXIT_USAGE, UsageError, YoungError, internal
+from young.contract import parallel, provenance
+from young.contract.errors import EXIT_USAGE, UsageError, YoungError, internal
+from young.contract.runner import Common
 
 
 def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:

@@ -13,9 +13,10 @@ import os
 import sys
 import time
 
-from . import config as configmod, crdsenv, fitscheck, inputs
-from .contract import Common
-from .errors import EXIT_FAILED, EXIT_OK, InputError
+from young.contract import config as configmod
+from young.contract import crdsenv, fitscheck, inputs
+from young.contract.errors import EXIT_FAILED, EXIT_OK, InputError
+from young.contract.runner import Common
 
 TOOL = "young-refs"
 
