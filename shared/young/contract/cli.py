@@ -118,8 +118,61 @@ def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     return _param(name, annotation, default)
 
 
+#: metavar of a spec type on the command line
+_METAVARS = {"float": "F", "integer": "N", "string": "TEXT"}
+
+
+def spec_options(params: dict, flags: dict | None = None, metavars: dict | None = None) -> list[inspect.Parameter]:
+    """Command-line options for the parameters of a step's spec (:func:`young.contract.spec.parse_spec`).
+
+    Each option defaults to None ("not given": the config or the spec's
+    default applies) and shows the spec's comment and default as its help.
+    Booleans are ``--x/--no-x`` flags, options list their choices, list
+    types take comma-separated values (``string_list``: the option repeats).
+
+    Parameters
+    ----------
+    params : dict of str to Param
+    flags : dict, optional
+        Option declarations per parameter where they differ from ``--name``
+        (``{'method': ('--method', '-m'), 'use_lw': ('--lw/--no-lw',)}``).
+    metavars : dict, optional
+        Value placeholders per parameter (``{'user_mask': 'FITS'}``).
+    """
+    from young.contract.spec import describe_default
+
+    flags, metavars = flags or {}, metavars or {}
+    out = []
+    for name, p in params.items():
+        decl = flags.get(name) or ((f"{p.flag}/--no-{p.flag[2:]}",) if p.kind == "boolean" else (p.flag,))
+        help_text = " ".join(x for x in (p.help, describe_default(p)) if x)
+        if p.kind == "boolean":
+            ann = Annotated[Optional[bool], typer.Option(*decl, help=help_text, show_default=False)]
+        elif p.kind == "string_list":
+            ann = Annotated[Optional[list[str]], typer.Option(*decl, help=help_text, show_default=False,
+                                                               metavar=metavars.get(name, "TEXT"))]
+        else:
+            meta = metavars.get(name) or ("|".join(p.choices) if p.kind == "option" else
+                                          "V1,V2,..." if p.is_list else _METAVARS.get(p.kind, "VALUE"))
+            ann = Annotated[Optional[str], typer.Option(*decl, help=help_text, show_default=False, metavar=meta)]
+        out.append(_param(name, ann, None))
+    return out
+
+
+def _terminate(signum, frame):
+    """SIGTERM (a batch system's time limit) ends the tool like Ctrl-C: work folders are removed on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def launch(app: typer.Typer) -> None:
-    """Run the app; unexpected errors are one line unless ``--debug``."""
+    """Run a tool's app: SIGTERM handled, unexpected errors in one line unless ``--debug``.
+
+    The only place a tool installs a signal handler: library calls
+    (:func:`young.contract.runner.run`) leave the caller's handlers alone.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except SystemExit:

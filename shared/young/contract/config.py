@@ -30,7 +30,7 @@ SECTIONS = ("stage1", "stage2", "fnoise", "wisp", "bkg", "stage3", "refs", "sim"
 #: keys whose values are paths (resolved against the config file's folder)
 PATH_KEYS = {
     "crds_path", "wisp_directory", "output_directory", "input_directory", "refcat",
-    "truth_directory", "templates", "output_dir", "param_file",
+    "truth_directory", "templates", "wisp_templates", "output_dir", "param_file", "user_mask", "lw_dirs",
 }
 
 #: top-level keys understood (seed keys included), with what they mean
@@ -159,13 +159,19 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def _resolve_path(value: str, base: Path) -> str:
+    p = Path(os.path.expandvars(os.path.expanduser(value)))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
 def _resolve_paths(node: Any, base: Path) -> Any:
     if isinstance(node, dict):
         out = {}
         for k, v in node.items():
             if k in PATH_KEYS and isinstance(v, str) and v:
-                p = Path(os.path.expandvars(os.path.expanduser(v)))
-                out[k] = str(p if p.is_absolute() else (base / p).resolve())
+                out[k] = _resolve_path(v, base)
+            elif k in PATH_KEYS and isinstance(v, list):
+                out[k] = [_resolve_path(x, base) if isinstance(x, str) and x else x for x in v]
             else:
                 out[k] = _resolve_paths(v, base)
         return out

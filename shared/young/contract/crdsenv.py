@@ -5,7 +5,7 @@ reachable, a pinned context when asked.  The tools fetch every reference an
 input needs (for stages 1, 2 and 3 at once) *before* any parallel work, then
 compute in serverless, read-only mode so N processes or MPI ranks never talk
 to the server (the failure the seed pipeline warned about is designed out).
-See ../shared/OFFLINE-CRDS.md for the measured facts behind this.
+docs/architecture.md ("CRDS") has the measured facts behind this.
 """
 
 from __future__ import annotations
@@ -22,23 +22,33 @@ SERVERLESS_URL = "https://jwst-serverless-mode.stsci.edu"
 
 
 def configure(
-    settings: Mapping | None = None,
-    context: str | None = None,
-    env: MutableMapping[str, str] | None = None,
+    settings: Mapping | None,
+    context: str | None,
+    env: MutableMapping[str, str],
 ) -> dict[str, str]:
-    """Set the CRDS environment from the config and options.
+    """Work out the CRDS environment from the config and options, in ``env``.
 
     Precedence: ``context`` (``--crds-context``) > config keys ``crds_path``,
-    ``crds_context``, ``crds_server_url`` > variables already in the
-    environment.  Must run before ``crds`` or ``jwst`` is imported in the
-    process (crds reads its configuration at import).
+    ``crds_context``, ``crds_server_url`` > variables already in ``env``.
+    ``env`` is a mapping the caller passes on to the processes that compute
+    (a copy of the environment): nothing process-wide changes here.  crds
+    reads these variables when it is imported, so they must be in force in
+    a process before it imports crds or jwst.
+
+    Parameters
+    ----------
+    settings : mapping or None
+        The tool's config (``crds_path``, ``crds_context``, ``crds_server_url``).
+    context : str or None
+        ``--crds-context``.
+    env : mutable mapping
+        Updated in place.
 
     Returns
     -------
     dict
-        The CRDS variables now in force.
+        The CRDS variables of ``env`` after the update.
     """
-    env = os.environ if env is None else env
     settings = settings or {}
     if settings.get("crds_path"):
         env["CRDS_PATH"] = str(settings["crds_path"])
@@ -53,11 +63,11 @@ def configure(
     return {k: env[k] for k in env if k.startswith("CRDS_")}
 
 
-def compute_mode(env: MutableMapping[str, str] | None = None) -> None:
-    """Switch to serverless, read-only CRDS for the compute phase (after prefetch)."""
-    env = os.environ if env is None else env
+def compute_mode(env: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Serverless, read-only CRDS for the compute phase (after prefetch): set in ``env``, which is returned."""
     env["CRDS_SERVER_URL"] = SERVERLESS_URL
     env["CRDS_READONLY_CACHE"] = "1"
+    return env
 
 
 def is_offline(env: Mapping[str, str] | None = None) -> bool:

@@ -16,7 +16,7 @@ import time
 from young.contract import config as configmod
 from young.contract import crdsenv, fitscheck, inputs
 from young.contract.errors import EXIT_FAILED, EXIT_OK, InputError
-from young.contract.runner import Common
+from young.contract.runner import Common, in_this_process
 
 TOOL = "young-refs"
 
@@ -25,7 +25,13 @@ def main(common: Common, stdin=None) -> int:
     """Prefetch references for the inputs; return the exit status."""
     t0 = time.monotonic()
     cfg = configmod.load(common.config)
-    crdsenv.configure(cfg.section("refs"), common.crds_context)
+    env = dict(os.environ)
+    crdsenv.configure(cfg.section("refs"), common.crds_context, env)
+    with in_this_process({k: v for k, v in env.items() if os.environ.get(k) != v}, common.verbose):
+        return _fetch(common, stdin, t0)
+
+
+def _fetch(common: Common, stdin, t0: float) -> int:
     items = inputs.collect(common.inputs, ("uncal", "rate", "cal"), stdin=stdin,
                            warn=lambda w: print(f"{TOOL}: warning: {w}", file=sys.stderr))
     failed = 0

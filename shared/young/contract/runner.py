@@ -1,19 +1,34 @@
-"""The tool contract, written once (DESIGN.md, "The tool contract").
+"""The tool contract, written once: tasks, the runner that makes one product set, the reporter.
 
-A tool describes its step with a :class:`ToolSpec` (what it consumes, how a
-product is named, the function that makes one product) and calls :func:`run`.
-Everything else is here: the input list, resume and ``--force``, atomic
-writes, one ``.log`` per product, provenance keywords, CRDS prefetch before
-parallel work, serial / ``--jobs N`` / MPI execution, product paths on stdout
-in input order, one-line errors, the summary and the exit status.
+Every YOUNG tool, stage 3 included, describes its work as :class:`Task`
+objects (inputs, a primary product, the parameters) and runs each through
+:func:`execute`, which owns what the contract promises (docs/architecture.md):
+
+* a product newer than its inputs and made with the same parameters is
+  skipped (``--force`` redoes it);
+* everything is written in a hidden work folder beside the product and moved
+  into place only when complete, the primary product last, so a killed run
+  never leaves a half-written product;
+* provenance keywords go into the primary product's header;
+* the product's ``.log`` is the log of the run that made it; a failed or
+  interrupted attempt writes ``<product>.failed.log`` and leaves an earlier
+  good product and its log alone;
+* a bad input fails alone, with one line naming it and the reason.
+
+:class:`Reporter` prints products on stdout in input order and the one-line
+problems and the summary on stderr.  :func:`run` is the driver of the
+per-file tools (plan, CRDS prefetch, serial / ``--jobs`` / MPI farm);
+``young.stage3.driver`` drives its groups with the same pieces.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
 import resource
-import signal
+import shutil
 import sys
 import time
 import traceback
@@ -24,17 +39,8 @@ from typing import Any, Callable
 from young import __version__
 from young.contract import atomic, crdsenv, inputs, naming, parallel, provenance
 from young.contract import config as configmod
-from young.contract.errors import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    InputError,
-    InternalError,
-    SkipError,
-    UsageError,
-    YoungError,
-    internal,
-)
+from young.contract.errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, InternalError, SkipError,
+                                   UsageError, YoungError, internal)
 
 
 @dataclass(frozen=True)
@@ -51,37 +57,51 @@ class ToolSpec:
         JWST suffixes read when a directory is given.
     product : callable
         ``product(src, output_dir, params) -> Path``.
-    process : callable
-        ``process(job) -> dict | None``: write the product to ``job.tmp``;
-        return extra header keywords.  Module-level (it is pickled).
+    process : callable or str
+        ``process(job) -> dict | Made | None``: write the product to
+        ``job.tmp`` (and any side product beside it in ``job.work``); return
+        extra header keywords (or a :class:`Made`).  A ``"module:function"`` string is imported in the
+        worker only, so a tool's start-up does not pay for what its files need.
     validate : callable, optional
-        ``validate(src, params)``: raise :class:`InputError` for bad input.
+        ``validate(src, params)``: raise :class:`InputError` for bad input;
+        may return the primary header.
     accept : callable, optional
         Name filter for directory expansion.
     build_params : callable, optional
-        ``build_params(section: dict, cli: dict) -> dict`` the parameters
+        ``build_params(section: dict, cli: dict) -> dict``: the parameters
         that shape the product (hashed for resume, recorded in the header).
     uses_crds : bool
         Prefetch references before parallel work and compute offline.
     applied_keyword : str, optional
         Header keyword that marks the correction as applied; an input that
         has it is refused (``--force`` overrides).
-    warm : callable, optional
-        ``warm()`` imports what ``process`` needs (jwst's pipelines take
-        seconds): run in the other workers while the prefetch runs.
+    warm : callable or str, optional
+        Imports what ``process`` needs (jwst's pipelines take seconds): run
+        in the other workers while the prefetch runs.
+    runs_jwst_steps : bool
+        Whether ``--set STEP.PARAM=VALUE`` means anything to the tool.
     """
 
     name: str
     section: str
     consumes: tuple[str, ...]
     product: Callable[[Path, Path | None, dict], Path]
-    process: Callable[["Job"], dict | None]
+    process: Callable[["Job"], dict | None] | str
     validate: Callable[[Path, dict], Any] | None = None
     accept: Callable[[naming.ProductName], bool] | None = None
     build_params: Callable[[dict, dict], dict] | None = None
     uses_crds: bool = False
     applied_keyword: str | None = None
-    warm: Callable[[], Any] | None = None
+    warm: Callable[[], Any] | str | None = None
+    runs_jwst_steps: bool = False
+
+
+def resolve(ref: Callable | str | None) -> Callable | None:
+    """A callable, or the function a ``"module:function"`` string names (imported now)."""
+    if ref is None or callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass
@@ -102,8 +122,39 @@ class Common:
 
 
 @dataclass
+class Task:
+    """One product set to make.
+
+    Attributes
+    ----------
+    index : int
+        Position in the input order (stdout follows it).
+    src : str
+        The primary input (named in messages).
+    dst : str
+        The primary product: resume reads its header, it is moved into place last.
+    inputs : tuple of str
+        Every input the products depend on (default: ``src``).
+    required : tuple of str
+        Other products that must exist for the set to be up to date.
+    products : tuple of str
+        What stdout lists when the task succeeds (default: ``dst``).
+    label : str
+        How failures name the task (default: ``src``).
+    """
+
+    index: int
+    src: str
+    dst: str
+    inputs: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
+    label: str = ""
+
+
+@dataclass
 class Job:
-    """One file's work, as the step's ``process`` function sees it."""
+    """One task's work, as the tool's ``process`` function sees it."""
 
     src: Path
     dst: Path
@@ -112,18 +163,37 @@ class Job:
     force: bool
     log: logging.Logger
     header: Any = None
+    task: Task | None = None
+
+    @property
+    def work(self) -> Path:
+        """The hidden work folder: whatever ``process`` writes here is moved beside ``dst``."""
+        return self.tmp.parent
 
 
 @dataclass
-class Task:
-    index: int
-    src: str
-    dst: str
+class Made:
+    """What a tool's ``process`` may return besides nothing or a dict of header keywords.
+
+    Attributes
+    ----------
+    keywords : dict
+        Primary-header keywords of the primary product.
+    info : dict
+        Results the driver needs back (stage 3: grid and catalog of the
+        reference group, astrometry); ``info['summary']`` is shown with ``-v``.
+    warnings : list of str
+        One line each, printed with the tool's name.
+    """
+
+    keywords: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
 
 @dataclass
 class Outcome:
-    """Result of one input."""
+    """Result of one task."""
 
     index: int
     src: str
@@ -134,6 +204,9 @@ class Outcome:
     rss_mb: float = 0.0
     rank: int = 0
     traceback: str | None = None
+    products: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -148,15 +221,16 @@ class Plan:
 
 # --------------------------------------------------------------------------- worker side
 
+#: the CRDS settings each product's log records
+CRDS_LOGGED = ("CRDS_PATH", "CRDS_CONTEXT", "CRDS_SERVER_URL", "CRDS_READONLY_CACHE")
+
 def tune_malloc() -> None:
     """Keep freed large blocks for reuse (glibc), so big temporaries are not faulted in anew.
 
     glibc hands blocks above a dynamic threshold back to the kernel when they
     are freed, so each new full-frame temporary is page-faulted and zeroed
-    again: ~34 000 minor faults and ~0.3 s of system time per young-fnoise
-    image.  Fixing ``M_MMAP_THRESHOLD`` at its maximum (32 MiB) and
-    ``M_TRIM_THRESHOLD`` high keeps them in the heap (measured: 3x fewer
-    faults, young-fnoise ~5 % and Detector1 ~3 % faster per full frame).
+    again.  Fixing ``M_MMAP_THRESHOLD`` at its maximum (32 MiB) and
+    ``M_TRIM_THRESHOLD`` high keeps them in the heap (docs/performance.md).
     Peak memory is unchanged; the resident size stays at the peak until the
     process ends.  No-op off glibc, or with ``YOUNG_MALLOC_TUNE=0``.
     """
@@ -172,10 +246,7 @@ def tune_malloc() -> None:
         pass
 
 
-def worker_init(env: dict, verbose: int) -> None:
-    """Set up a worker process: environment, logging (jwst's INFO only with -v), malloc."""
-    os.environ.update(env)
-    tune_malloc()
+def _configure_logging(verbose: int) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for h in list(root.handlers):
@@ -190,8 +261,44 @@ def worker_init(env: dict, verbose: int) -> None:
         from crds.core import log as crds_log
 
         crds_log.remove_console_handler()
-    except Exception:
+    except Exception:  # noqa: BLE001 - crds not installed or changed: its messages stay on its handler
         pass
+
+
+def worker_init(env: dict, verbose: int) -> None:
+    """Set up a worker process: the tool's environment (CRDS), logging (jwst's log only with -v), malloc."""
+    os.environ.update(env)
+    tune_malloc()
+    _configure_logging(verbose)
+
+
+@contextlib.contextmanager
+def in_this_process(env: dict, verbose: int):
+    """:func:`worker_init` for work done in the calling process, undone afterwards.
+
+    A serial run works in the tool's own process; when that process is a
+    caller's (a test, a notebook), its environment and root log handlers are
+    restored when the run ends.
+    """
+    saved_env = {k: os.environ.get(k) for k in env}
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers), logging.getLogger("py.warnings").handlers[:])
+    try:
+        os.environ.update(env)
+        _configure_logging(verbose)
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        root.setLevel(saved[0])
+        for h in saved[1]:
+            root.addHandler(h)
+        logging.captureWarnings(False)
 
 
 def set_environment(changes: dict) -> None:
@@ -199,21 +306,57 @@ def set_environment(changes: dict) -> None:
     os.environ.update(changes)
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def rss_mb() -> float:
+    """Peak resident memory of this process and its waited-for children (MB)."""
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024.0
+
+
+def up_to_date(task: Task, params: dict) -> bool:
+    """Products exist, are newer than every input, and the primary was made with the same parameters."""
+    try:
+        oldest = min(Path(p).stat().st_mtime for p in (task.dst, *task.required))
+        newest = max(Path(p).stat().st_mtime for p in (task.inputs or (task.src,)))
+    except (FileNotFoundError, ValueError):
+        return False
+    if oldest < newest:
+        return False
+    return provenance.read_stamp(task.dst).get("YNGPHASH") == provenance.params_hash(params)
+
+
+def _log_handler(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    return handler
+
+
+def _move_into_place(work: Path, dst: Path, skip: tuple[str, ...]) -> None:
+    """Move every file ``process`` wrote in ``work`` beside ``dst``, the primary product last."""
+    for f in sorted(work.iterdir()):
+        if f.name != dst.name and f.name not in skip and f.is_file():
+            os.replace(f, dst.parent / f.name)
+    os.replace(work / dst.name, dst)
 
 
 def execute(payload) -> Outcome:
-    """Make one product (runs in the worker).  Never raises for a bad input."""
+    """Make one task's products (runs in the worker).  Never raises for a bad input.
+
+    ``payload`` is ``(spec, task, params, force, debug)``.
+    """
     spec, task, params, force, debug = payload
     t0 = time.monotonic()
     src, dst = Path(task.src), Path(task.dst)
+    label = task.label or task.src
     out = Outcome(task.index, task.src, task.dst, "failed", rank=parallel.process_rank())
     logfile = naming.log_path(dst)
+    failed_log = logfile.with_name(logfile.stem + ".failed.log")
     handler = None
-    tmp_log = None
+    work: Path | None = None
+    log = logging.getLogger(f"young.{spec.section}")
     try:
         try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
             atomic.check_writable(dst.parent)
         except (OSError, FileNotFoundError) as exc:
             raise InputError(f"cannot write products to {dst.parent}: "
@@ -223,75 +366,87 @@ def execute(payload) -> Outcome:
             raise InputError(
                 f"already corrected ({spec.applied_keyword}={header.get(spec.applied_keyword)}); "
                 "refusing to apply it twice (--force overrides)", src)
-        # first: a writer killed after moving its product into place (before removing its temporary
+        # first: a writer killed after moving its product into place (before removing its work
         # folder) leaves a finished product whose temporaries only this cleans
         atomic.clean_stale(dst)
         atomic.clean_stale(logfile)
-        if not force and up_to_date(src, dst, params):
+        if not force and up_to_date(task, params):
             out.status, out.message = "skipped", "up to date"
+            out.products = list(task.products or (task.dst,))
             return out
-        tmp_log = atomic.tmp_name(logfile, ".log")
-        handler = logging.FileHandler(tmp_log, mode="w", encoding="utf-8")
-        handler.setLevel(logging.INFO)
-        handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+        work = atomic.tmp_name(dst)
+        work.mkdir()
+        handler = _log_handler(work / logfile.name)
         logging.getLogger().addHandler(handler)
-        log = logging.getLogger(f"young.{spec.section}")
-        log.info("%s %s: %s -> %s", spec.name, __version__, src, dst)
+        log.info("%s %s: %s -> %s", spec.name, __version__, label, dst)
         log.info("parameters: %s", provenance.params_json(params))
-        log.info("CRDS: %s", " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
-                                      if k.startswith("CRDS_") and k != "CRDS_PATH_OVERRIDE"))
-        with atomic.atomic_path(dst) as tmp:
-            keywords = spec.process(Job(src, dst, tmp, params, force, log, header)) or {}
-            provenance.stamp(tmp, spec.name, params, keywords)
-        out.status = "done"
+        log.info("CRDS: %s", " ".join(f"{k}={os.environ[k]}" for k in CRDS_LOGGED if k in os.environ))
+        job = Job(src, dst, work / dst.name, params, force, log, header, task)
+        made = resolve(spec.process)(job)
+        made = made if isinstance(made, Made) else Made(made or {})
+        out.info, out.warnings = made.info, list(made.warnings)
+        provenance.stamp(job.tmp, spec.name, params, made.keywords)
         log.info("wrote %s", dst)
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        handler = None
+        _move_into_place(work, dst, (logfile.name,))
+        os.replace(work / logfile.name, logfile)
+        failed_log.unlink(missing_ok=True)
+        out.status = "done"
+        out.products = list(task.products or (task.dst,))
     except SkipError as exc:
         out.status, out.message = "skipped", exc.line()
     except YoungError as exc:
-        out.message = exc.line() if exc.path else f"{src}: {exc.line()}"
+        out.message = exc.line() if exc.path else f"{label}: {exc.line()}"
+        log.error("failed: %s", out.message)
         if debug:
             out.traceback = traceback.format_exc()
-    except BaseException as exc:  # noqa: BLE001 - one failing file must not stop the others
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+    except BaseException as exc:  # noqa: BLE001 - one failing input must not stop the others
         reason = crdsenv.missing_reference_message(exc, src) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        out.message = f"{src}: {reason}"
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            reason = f"interrupted ({type(exc).__name__})"
+        out.message = f"{label}: {reason}"
         out.traceback = traceback.format_exc()
-        logging.getLogger(f"young.{spec.section}").error("failed: %s\n%s", reason, out.traceback)
+        log.error("failed: %s\n%s", reason, out.traceback)
         if not debug:
             out.traceback = None
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            _keep_failed_log(handler, work, logfile, failed_log)
+            handler = None
+            raise
     finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-            if tmp_log is not None and tmp_log.exists():
-                os.replace(tmp_log, logfile)
+        _keep_failed_log(handler, work, logfile, failed_log)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
         out.seconds = time.monotonic() - t0
-        out.rss_mb = _rss_mb()
-    if out.status != "done" and out.status != "skipped":
+        out.rss_mb = rss_mb()
+    if out.status == "failed":
         out.dst = None
+        out.products = []
     return out
 
 
-def up_to_date(src: Path, dst: Path, params: dict) -> bool:
-    """A product newer than its input, made with the same parameters."""
-    try:
-        if dst.stat().st_mtime < src.stat().st_mtime:
-            return False
-    except FileNotFoundError:
-        return False
-    return provenance.read_stamp(dst).get("YNGPHASH") == provenance.params_hash(params)
+def _keep_failed_log(handler, work: Path | None, logfile: Path, failed_log: Path) -> None:
+    """A failed or interrupted attempt's log becomes ``<product>.failed.log`` (the good product's log stays)."""
+    if handler is None:
+        return
+    logging.getLogger().removeHandler(handler)
+    handler.close()
+    if work is not None and (work / logfile.name).exists():
+        os.replace(work / logfile.name, failed_log)
 
 
 def _died(payload, reason: str) -> Outcome:
     _, task, *_ = payload
-    return Outcome(task.index, task.src, None, "failed", f"{task.src}: {reason}", rank=parallel.process_rank())
+    return Outcome(task.index, task.src, None, "failed", f"{task.label or task.src}: {reason}",
+                   rank=parallel.process_rank())
 
 
 # --------------------------------------------------------------------------- driver side
 
 def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
-    """Load config, set CRDS up, build the task list, prefetch references.
+    """Load config, work out the CRDS environment, build the task list (nothing is run or changed).
 
     Raises
     ------
@@ -300,11 +455,14 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
     cfg = configmod.load(common.config)
     section = cfg.section(spec.section)
     warnings_: list[str] = list(cfg.warnings)
-    env_before = dict(os.environ)
+    env: dict[str, str] = {}
     if spec.uses_crds:
-        crdsenv.configure(section, common.crds_context)
+        env = crdsenv.configure(section, common.crds_context, env=dict(os.environ))
+        env = {k: v for k, v in env.items() if os.environ.get(k) != v}
     steps = cfg.step_parameters(spec.section)
     steps.update(configmod.parse_set(common.sets))
+    if steps and not spec.runs_jwst_steps:
+        raise UsageError(f"--set/steps: {spec.name} runs no jwst step (got {', '.join(sorted(steps))})")
     cli = dict(cli)
     cli["steps"] = steps
     params = spec.build_params(section, cli) if spec.build_params else {k: v for k, v in cli.items() if v is not None}
@@ -342,71 +500,89 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
             continue
         dsts[dst] = str(item.path)
         tasks.append(Task(i, str(item.path), str(dst)))
-    env = {k: v for k, v in os.environ.items() if env_before.get(k) != v}
     return Plan(tasks, outcomes, params, env, len(items), warnings_)
 
 
 class Reporter:
-    """Ordered stdout, one-line errors and progress on stderr, the summary."""
+    """Ordered stdout, one-line errors and progress on stderr, the summary.
 
-    def __init__(self, tool: str, n: int, common: Common, stdout=None, stderr=None):
-        self.tool, self.n, self.common = tool, n, common
+    Parameters
+    ----------
+    tool : str
+        Tool name (prefix of every stderr line).
+    n : int
+        Number of tasks (for the progress bar).
+    common : Common
+        ``quiet``, ``verbose``, ``debug``.
+    unit : str
+        What a task is called in the summary (``''`` for files, ``'group(s) '``).
+    """
+
+    def __init__(self, tool: str, n: int, common: Common, stdout=None, stderr=None, unit: str = ""):
+        self.tool, self.n, self.common, self.unit = tool, n, common, unit
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.results: dict[int, Outcome] = {}
+        self.rejected = 0
         self.next = 0
         self.t0 = time.monotonic()
         self.progress = None
         if not common.quiet and self.stderr.isatty() and n > 1:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TimeElapsedColumn,
-            )
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
             self.progress = Progress("[bold]" + tool, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                      console=Console(file=self.stderr), transient=True)
             self.progress.start()
             self.bar = self.progress.add_task(tool, total=n)
 
-    def say(self, line: str) -> None:
+    def say(self, line: str, always: bool = False) -> None:
+        """A line on stderr (silenced by ``-q`` unless ``always``)."""
+        if self.common.quiet and not always:
+            return
         if self.progress is not None:
             self.progress.console.print(line, markup=False, highlight=False)
         else:
             print(line, file=self.stderr, flush=True)
 
+    def warn(self, text: str) -> None:
+        self.say(f"{self.tool}: warning: {text}")
+
+    def reject(self, message: str) -> None:
+        """An input refused before any task was made for it (stage 3's inputs)."""
+        self.rejected += 1
+        self.say(f"{self.tool}: {message}", always=True)
+
     def add(self, out: Outcome) -> None:
         self.results[out.index] = out
+        for w in out.warnings:
+            self.warn(w)
         if out.status == "failed":
-            self.say(f"{self.tool}: {out.message}")
+            self.say(f"{self.tool}: {out.message}", always=True)
             if out.traceback and self.common.debug:
-                self.say(out.traceback.rstrip())
-        elif self.common.verbose and not self.common.quiet:
-            self.say(f"{self.tool}: {out.status} {out.dst} ({out.seconds:.2f} s)")
+                self.say(out.traceback.rstrip(), always=True)
+        elif self.common.verbose:
+            extra = f", {out.info['summary']}" if out.info.get("summary") else ""
+            self.say(f"{self.tool}: {out.status} {out.dst or out.src} ({out.seconds:.2f} s{extra})")
         if self.progress is not None:
             self.progress.advance(self.bar)
         while self.next in self.results:
             r = self.results[self.next]
-            if r.status in ("done", "skipped") and r.dst:
-                print(r.dst, file=self.stdout, flush=True)
+            if r.status in ("done", "skipped"):
+                for p in r.products or ([r.dst] if r.dst else []):
+                    print(p, file=self.stdout, flush=True)
             self.next += 1
 
     def finish(self) -> int:
         if self.progress is not None:
             self.progress.stop()
         counts = {s: sum(1 for r in self.results.values() if r.status == s) for s in ("done", "skipped", "failed")}
-        if not self.common.quiet:
-            peak = max((r.rss_mb for r in self.results.values()), default=0.0)
-            self.say(f"{self.tool}: {counts['done']} done, {counts['skipped']} up to date, "
-                     f"{counts['failed']} failed in {time.monotonic() - self.t0:.1f} s"
-                     + (f" (peak memory per process {peak:.0f} MB)" if peak else ""))
-        return EXIT_FAILED if counts["failed"] else EXIT_OK
-
-
-def _terminate(signum, frame):  # so atomic writes clean up on SIGTERM (Slurm time limits)
-    raise SystemExit(128 + signum)
+        peak = max((r.rss_mb for r in self.results.values()), default=0.0)
+        bad = f", {self.rejected} input file(s) rejected" if self.rejected else ""
+        self.say(f"{self.tool}: {counts['done']} {self.unit}done, {counts['skipped']} up to date, "
+                 f"{counts['failed']} failed{bad} in {time.monotonic() - self.t0:.1f} s"
+                 + (f" (peak memory per process {peak:.0f} MB)" if peak else ""))
+        return EXIT_FAILED if (counts["failed"] or self.rejected) else EXIT_OK
 
 
 def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
@@ -418,8 +594,8 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
     imports the tool's code (``ToolSpec.warm``) while rank 0's first worker
     validates the inputs and fetches the references; the updated plan (failed
     inputs, CRDS compute-mode environment) is sent again and the farm starts.
+    Signals are the caller's business (the command-line entry handles them).
     """
-    signal.signal(signal.SIGTERM, _terminate)
     comm = parallel.mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
     verbose = 0 if common.quiet else common.verbose
@@ -430,11 +606,11 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
         result = parallel.quiet_bcast(comm, result if rank == 0 else None)
     if isinstance(result, YoungError):
         return stopped(spec.name, result, common, rank)
-    os.environ.update(result.env)
+    env = dict(result.env)
     first_slot, warmed = None, []
     in_parallel = comm is not None or common.jobs > 1
-    if spec.uses_crds and result.tasks and _wants_prefetch(common, in_parallel):
-        initargs = (result.env, verbose)   # the same dict: _prefetch adds the compute-mode variables
+    if spec.uses_crds and result.tasks and _wants_prefetch(common, in_parallel, env):
+        initargs = (env, verbose)
         n_warm = 1 if comm is not None and rank > 0 else (0 if comm is not None else
                                                           min(common.jobs, len(result.tasks)) - 1)
         warmed = [parallel.WorkerSlot(worker_init, initargs) for _ in range(n_warm)]
@@ -452,34 +628,40 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
             for w in warmed + ([first_slot] if first_slot else []):
                 w.close()
             return stopped(spec.name, changed, common, rank)
-        os.environ.update(changed)
+        env.update(changed)
         for w, fut in zip(warmed, warming):
-            w.initargs = (result.env, verbose)  # for a replacement process
+            w.initargs = (env, verbose)  # for a replacement process
             try:
                 fut.result()
-            except Exception:  # a failed warm-up only costs time: the file's own call reports the problem
+            except Exception:  # noqa: BLE001 - a failed warm-up only costs time: the file's own call reports it
                 w.reset()
             w.call(set_environment, changed)
-    elif spec.uses_crds and in_parallel and crdsenv.is_offline():
+    elif spec.uses_crds and in_parallel and crdsenv.is_offline(env_view(env)):
         # serverless, no prefetch: parallel workers still never write to the shared cache
-        crdsenv.compute_mode(result.env)
-        os.environ.update(result.env)
+        env.update(crdsenv.compute_mode({}))
     reporter = Reporter(spec.name, result.n_inputs, common) if rank == 0 else None
     if reporter is not None:
         for w in result.warnings:
-            reporter.say(f"{spec.name}: warning: {w}")
+            reporter.warn(w)
         for o in result.outcomes:
             reporter.add(o)
     payloads = [(spec, t, result.params, common.force, common.debug) for t in result.tasks]
-    parallel.run(
-        execute, payloads, (reporter.add if reporter else (lambda o: None)),
-        jobs=common.jobs, initializer=worker_init, initargs=(result.env, verbose),
-        died=_died, comm=comm, first_slot=first_slot, ready=warmed,
-    )
+    emit = reporter.add if reporter else (lambda o: None)
+    if comm is None and common.jobs <= 1:
+        with in_this_process(env, verbose):
+            parallel.run(execute, payloads, emit, jobs=1, died=_died)
+    else:
+        parallel.run(execute, payloads, emit, jobs=common.jobs, initializer=worker_init, initargs=(env, verbose),
+                     died=_died, comm=comm, first_slot=first_slot, ready=warmed)
     status = reporter.finish() if reporter is not None else EXIT_OK
     if comm is not None:
         status = parallel.quiet_bcast(comm, status if rank == 0 else None)
     return status
+
+
+def env_view(changes: dict) -> dict:
+    """This process's environment with ``changes`` applied (a copy; nothing is set)."""
+    return {**os.environ, **changes}
 
 
 def guarded(during: str, fn: Callable, *args, **kwargs):
@@ -509,14 +691,13 @@ def stopped(tool: str, err: YoungError, common: Common, rank: int = 0) -> int:
 
 def warm_up(spec: ToolSpec) -> None:
     """Worker side of the warm-up: import the tool's code while rank 0 prefetches."""
-    import importlib
+    resolve(spec.process)
+    warm = resolve(spec.warm)
+    if warm is not None:
+        warm()
 
-    importlib.import_module(spec.process.__module__)
-    if spec.warm is not None:
-        spec.warm()
 
-
-def _wants_prefetch(common: Common, in_parallel: bool) -> bool:
+def _wants_prefetch(common: Common, in_parallel: bool, env: dict) -> bool:
     """Prefetch when asked, or by default when files run in parallel with a CRDS server to fetch from.
 
     Serially jwst fetches as it goes.  In serverless mode (``make all`` after
@@ -526,7 +707,7 @@ def _wants_prefetch(common: Common, in_parallel: bool) -> bool:
     """
     if common.prefetch is not None:
         return common.prefetch
-    return in_parallel and not crdsenv.is_offline()
+    return in_parallel and not crdsenv.is_offline(env_view(env))
 
 
 def _validate_and_prefetch(spec: ToolSpec, srcs: list[str], params: dict, context: str | None):
@@ -550,7 +731,7 @@ def _prefetch(spec: ToolSpec, common: Common, result: Plan, slot: parallel.Worke
     """Fetch references once before parallel work; failures become per-file outcomes.
 
     Returns the environment changes of the CRDS compute mode (already applied
-    to ``slot`` and to ``result.env``) for the other workers.
+    to ``slot``) for the other workers.
     """
     bad = slot.call(_validate_and_prefetch, spec, [t.src for t in result.tasks], result.params,
                     common.crds_context)
@@ -562,9 +743,6 @@ def _prefetch(spec: ToolSpec, common: Common, result: Plan, slot: parallel.Worke
             else:
                 keep.append(t)
         result.tasks = keep
-    before = dict(os.environ)
-    crdsenv.compute_mode()
-    changed = {k: v for k, v in os.environ.items() if before.get(k) != v}
-    result.env.update(changed)
+    changed = crdsenv.compute_mode({})
     slot.call(set_environment, changed)
     return changed

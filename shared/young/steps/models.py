@@ -1,30 +1,26 @@
-"""File side shared by the correction tools (``young-fnoise``, ``young-wisp``, ``young-bkg``).
+"""Model I/O shared by the correction steps: opening, levels, amplifiers, header keywords, side products.
 
-Each correction tool is a :class:`~young.contract.ToolSpec` whose ``process``
-opens the input as a jwst data model, hands it to a pure algorithm, and saves
-the result under the product's temporary name; this module holds the parts
-they share so each tool module only maps its algorithm onto the model.
-The input file is opened read-only and never written: the model is saved
-under a new name.
+The steps read and write jwst data models (``stdatamodels``); everything
+here is the file side they have in common, so each step module only maps
+its algorithm onto the model.  Inputs are opened read-only and never
+written: a product is a new file.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from young.contract import fitscheck, naming
-from young.contract.runner import Job
-
-#: DQ bit names YOUNG sets
-DO_NOT_USE = 1
 
 
 def validate_image(src: Path, levels=("rate", "cal")):
-    """A NIRCam imaging rate or cal file (the correction tools read both)."""
+    """A NIRCam imaging product of one of ``levels``; returns its primary header (one-line InputError if not)."""
     return fitscheck.check_nircam_image(src, levels)
 
 
@@ -33,10 +29,10 @@ def _lacks_tag(tag: str, pn: naming.ProductName) -> bool:
 
 
 def not_tagged(tag: str) -> Callable[[naming.ProductName], bool]:
-    """Directory filter: only products that do not carry ``tag`` yet (used by ``ToolSpec.accept``).
+    """Directory filter: only products that do not carry ``tag`` yet.
 
     A ``functools.partial`` of a module-level function, not a lambda: the
-    ToolSpec holding it is pickled to ``--jobs`` workers and MPI ranks.
+    tool specification holding it is pickled to ``--jobs`` workers and MPI ranks.
     """
     return functools.partial(_lacks_tag, tag)
 
@@ -61,23 +57,97 @@ def product_level(model) -> str:
     return "cal" if getattr(model.meta.cal_step, "photom", None) == "COMPLETE" else "rate"
 
 
-def save(model, job: Job) -> None:
-    """Save the corrected model as the product (temporary name; the contract moves it into place)."""
-    model.meta.filename = job.dst.name
-    model.save(str(job.tmp))
+def save(model, path: str | Path) -> None:
+    """Save ``model`` at ``path``, recording that file name in ``meta.filename``."""
+    path = Path(path)
+    model.meta.filename = path.name
+    model.save(str(path))
 
 
-def nan_to_dq(data: np.ndarray, dq: np.ndarray) -> np.ndarray:
-    """Flag non-finite science pixels DO_NOT_USE (never silent zeros); returns the new DQ."""
-    bad = ~np.isfinite(data)
-    out = dq.copy()
-    out[bad] |= DO_NOT_USE
-    return out
+# --------------------------------------------------------------------------- header keywords
 
 
-def run(job: Job, apply: Callable[[Any, Job], dict]) -> dict:
-    """Open ``job.src``, let ``apply(model, job)`` correct it in memory, save it; return header keywords."""
-    with open_model(job.src) as model:
-        keywords = apply(model, job) or {}
-        save(model, job)
-    return keywords
+def _primary_rows(model) -> list[list]:
+    """The ``[key, value, comment]`` rows of ``model.extra_fits.PRIMARY.header`` (empty if none)."""
+    try:
+        return [list(r) for r in model.extra_fits.PRIMARY.header]
+    except AttributeError:
+        return []
+
+
+def record_keywords(model, keywords: dict[str, Any]) -> None:
+    """Write ``keywords`` (``{KEY: value}`` or ``{KEY: (value, comment)}``) into the product's primary header.
+
+    Keywords outside the data-model schema travel in ``model.extra_fits``,
+    which stdatamodels writes to the FITS header on save: so a product made
+    by ``strun`` or a pipeline hook carries the same record as one made by a
+    YOUNG tool.
+    """
+    rows = _primary_rows(model)
+    index = {r[0]: i for i, r in enumerate(rows)}
+    for key, value in keywords.items():
+        value, comment = value if isinstance(value, tuple) else (value, "")
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key in index:
+            rows[index[key]] = [key, value, comment]
+        else:
+            index[key] = len(rows)
+            rows.append([key, value, comment])
+    if model.hasattr("extra_fits"):
+        model.extra_fits.PRIMARY.header = rows
+    else:
+        model.extra_fits = {"PRIMARY": {"header": rows}}
+
+
+def keyword(model, key: str, default: Any = None) -> Any:
+    """A primary-header keyword of ``model`` outside the schema (recorded by :func:`record_keywords`, or read
+    from the file it was opened from)."""
+    for row in _primary_rows(model):
+        if row[0] == key:
+            return row[1]
+    return default
+
+
+# --------------------------------------------------------------------------- side products
+
+
+def side_path(product: str | Path, kind: str, ext: str = ".fits") -> Path:
+    """Side product beside ``product``, named after it: ``X_1f_rate.fits -> X_1f_rate_<kind><ext>``.
+
+    The product's full stem (suffix included) keeps the side products of a
+    rate and a cal of one exposure apart; ``_<kind>`` is not a JWST suffix,
+    so directory expansion never takes them for products.  An empty ``kind``
+    gives ``X_1f_rate<ext>`` (the QA plot).
+    """
+    product = Path(product)
+    stem = naming.parse(product).stem
+    return product.with_name(f"{stem}_{kind}{ext}" if kind else f"{stem}{ext}")
+
+
+def display(img: np.ndarray, max_size: int = 512) -> np.ndarray:
+    """Block-averaged copy of ``img`` at most ``max_size`` pixels on the long side (NaN-aware), for previews."""
+    f = max(1, int(math.ceil(max(img.shape) / max_size)))
+    ny, nx = (max(s // f, 1) * f for s in img.shape)
+    a = np.asarray(img[:ny, :nx], dtype=np.float32)
+    if a.shape[0] < f:
+        f = 1
+    a = a.reshape(a.shape[0] // f, f, a.shape[1] // f, f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=(1, 3))
+
+
+def write_hdus(path: str | Path, hdus: list) -> None:
+    """Write a side product (an astropy HDU list) at ``path``, replacing any earlier one."""
+    from astropy.io import fits
+
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Save a matplotlib figure as PNG at ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=80, format="png")
+    plt.close(fig)

@@ -2,7 +2,7 @@
 
 The unchanged jwst pipelines do the work (``Detector1Pipeline``,
 ``Image2Pipeline``); this module only maps YOUNG's parameters onto them and
-lets the contract (:mod:`young.contract`) handle lists, resume, atomic
+lets the contract (:mod:`young.contract.runner`) handle lists, resume, atomic
 writes, CRDS prefetch and MPI.  jwst writes into the product's hidden
 temporary folder; the finished product is then moved into place, so a killed
 run never leaves a half-written ``_rate``/``_cal``.
@@ -10,7 +10,6 @@ run never leaves a half-written ``_rate``/``_cal``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,7 @@ def run_pipeline(job: Job) -> dict:
     from jwst import pipeline as jp
 
     cls = getattr(jp, job.params["pipeline"])
-    work = job.tmp.parent
+    work = job.work
     kwargs: dict[str, Any] = dict(
         output_dir=str(work), save_results=True, steps=nest_steps(job.params["steps"]), configure_log=False,
     )
@@ -87,10 +86,8 @@ def run_pipeline(job: Job) -> dict:
     if not job.tmp.exists():
         made = sorted(p.name for p in work.iterdir())
         raise RuntimeError(f"{cls.__name__} did not write {job.tmp.name} (wrote: {', '.join(made) or 'nothing'})")
-    # secondary products jwst wrote beside the main one (rateints, i2d with --resample)
-    for extra in work.iterdir():
-        if extra != job.tmp and extra.suffix == ".fits":
-            os.replace(extra, job.dst.parent / extra.name)
+    # secondary products jwst wrote beside the main one (rateints, i2d with --resample) are moved
+    # into place with it by the runner
     return {}
 
 
@@ -118,13 +115,13 @@ def import_pipelines() -> None:
 STAGE1 = ToolSpec(
     name="young-stage1", section="stage1", consumes=("uncal",),
     product=stage1_product, process=run_pipeline, validate=validate_uncal,
-    build_params=stage1_params, uses_crds=True, warm=import_pipelines,
+    build_params=stage1_params, uses_crds=True, warm=import_pipelines, runs_jwst_steps=True,
 )
 
 STAGE2 = ToolSpec(
     name="young-stage2", section="stage2", consumes=("rate",),
     product=stage2_product, process=run_pipeline, validate=validate_rate,
-    build_params=stage2_params, uses_crds=True, warm=import_pipelines,
+    build_params=stage2_params, uses_crds=True, warm=import_pipelines, runs_jwst_steps=True,
 )
 
 

@@ -1,0 +1,195 @@
+"""The correction tools (``young-fnoise``, ``young-wisp``, ``young-bkg``) around their stpipe steps.
+
+A tool is its step's spec (:mod:`young.steps.specs`) plus the tool contract:
+the options and help come from the spec (:func:`young.contract.cli.spec_options`),
+the parameters are the spec's values from the command line over the config
+section over the defaults (:func:`young.contract.spec.resolve`), checked
+before any file is touched, and each file runs through the step
+(``process`` of the step module, imported only in the worker) under the
+contract's runner.  Nothing here imports jwst: ``--help``, ``--version`` and
+the input checks stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from young.contract import naming
+from young.contract.errors import UsageError
+from young.contract.runner import ToolSpec
+from young.contract.spec import parse_spec, resolve
+from young.steps import models, specs
+
+FNOISE_PARAMS = parse_spec(specs.FNOISE)
+WISP_PARAMS = parse_spec(specs.WISP)
+BKG_PARAMS = parse_spec(specs.BKG)
+
+#: option declarations that differ from ``--name`` (short flags, shorter names)
+FNOISE_FLAGS = {"method": ("--method", "-m")}
+WISP_FLAGS = {"templates": ("--templates", "-t"), "lw_dirs": ("--lw-dir",), "use_lw": ("--lw/--no-lw",)}
+BKG_FLAGS = {"mode": ("--mode", "-m"), "ring_radius_in": ("--ring-radius",)}
+METAVARS = {"user_mask": "FITS", "wisp_templates": "DIR", "templates": "DIR", "lw_dirs": "DIR",
+            "bounds": "LO,HI", "scale": "S", "flag_threshold": "T", "dilate": "PX", "box": "PX",
+            "ring_radius_in": "PX", "ring_width": "PX"}
+
+
+def _folder(value: str | None, what: str) -> str | None:
+    if not value:
+        return None
+    folder = Path(str(value)).expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"{what} not found", folder)
+    return str(folder.resolve())
+
+
+def _config_source(section: dict) -> str:
+    return f"config {section.get('__file__', '')}".strip()
+
+
+def fnoise_params(section: dict, cli: dict) -> dict:
+    """Parameters that shape a 1/f product (hashed for resume, recorded in the header).
+
+    Command-line values beat the ``fnoise:`` config section, which beats the
+    top level and the spec's defaults.
+
+    Raises
+    ------
+    UsageError
+        A value the spec does not allow, a missing user mask or template folder.
+    """
+    p = resolve(FNOISE_PARAMS, section, cli, "fnoise config", FNOISE_FLAGS)
+    if p["user_mask"]:
+        path = Path(str(p["user_mask"])).expanduser()
+        if not path.is_file():
+            raise UsageError("--user-mask: no such file", path)
+        p["user_mask"] = str(path.resolve())
+        p["user_mask_mtime"] = path.stat().st_mtime
+    templates = p["wisp_templates"] or section.get("wisp_directory")
+    p["wisp_templates"] = (_folder(templates, "wisp template folder (--wisp-templates / wisp_directory)")
+                           if p["wisp_model"] else None)
+    return p
+
+
+def wisp_params(section: dict, cli: dict) -> dict:
+    """Parameters that shape a wisp product (hashed for resume, recorded in the header).
+
+    The template folder also comes from the config's ``wisp_directory``.
+
+    Raises
+    ------
+    UsageError
+        A value the spec does not allow, bounds not increasing, a missing folder.
+    """
+    p = resolve(WISP_PARAMS, section, cli, "wisp config", WISP_FLAGS)
+    p["templates"] = _folder(p["templates"] or section.get("wisp_directory"),
+                             "wisp template folder (--templates / wisp_directory)")
+    lo, hi = p["bounds"]
+    if not hi > lo:
+        raise UsageError(f"--bounds: expected LO < HI, got {lo}, {hi}")
+    p["bounds"] = [float(lo), float(hi)]
+    if p["flag_threshold"] is not None and p["flag_threshold"] <= 0:
+        raise UsageError("--flag-threshold: must be > 0 (data units, e.g. MJy/sr)")
+    p["lw_dirs"] = [_folder(d, "long-wave folder (--lw-dir)") for d in p["lw_dirs"] or []]
+    return p
+
+
+def bkg_params(section: dict, cli: dict) -> dict:
+    """Parameters that shape a background product (hashed for resume, recorded in the header).
+
+    Tier parameters are lists with one value per tier of the preset (4 for
+    both presets); ``box`` only shapes ``2d`` products.
+
+    Raises
+    ------
+    UsageError
+        A value the spec does not allow, or mask parameters the mask rejects.
+    """
+    from young.algorithms import masks
+
+    p = resolve(BKG_PARAMS, section, cli, "bkg config", BKG_FLAGS)
+    overrides = {k: p[k] for k in ("tier_kernel_size", "tier_npixels", "tier_nsigma", "tier_dilate_size",
+                                   "ring_radius_in", "ring_width") if p[k] is not None}
+    try:
+        masks.params_for(p["mask_preset"], **overrides)
+    except ValueError as exc:
+        raise UsageError(f"mask: {exc}") from None
+    if p["mode"] != "2d":
+        p.pop("box")  # does not shape a pedestal product
+    return p
+
+
+def _product(tag: str):
+    def product(src: Path, output_dir: Path | None, params: dict) -> Path:
+        return naming.product_path(src, tag=tag, output_dir=output_dir)
+
+    product.__doc__ = f"``X_cal -> X_{tag}_cal`` (``X_rate -> X_{tag}_rate``)."
+    return product
+
+
+def validate_rate_or_cal(src: Path, params: dict):
+    """A NIRCam imaging rate or cal file; returns its primary header."""
+    return models.validate_image(src, ("rate", "cal"))
+
+
+def validate_cal(src: Path, params: dict):
+    """A NIRCam imaging cal file (the sky is measured in surface brightness); returns its primary header."""
+    return models.validate_image(src, ("cal",))
+
+
+product_1f = _product("1f")
+product_wisp = _product("wisp")
+product_bkg = _product("bkg")
+
+FNOISE = ToolSpec(
+    name="young-fnoise", section="fnoise", consumes=("rate", "cal"), product=product_1f,
+    process="young.steps.fnoise_step:process", validate=validate_rate_or_cal, accept=models.not_tagged("1f"),
+    build_params=fnoise_params, uses_crds=True, applied_keyword="YNG1F",
+)
+WISP = ToolSpec(
+    name="young-wisp", section="wisp", consumes=("rate", "cal"), product=product_wisp,
+    process="young.steps.wisp_step:process", validate=validate_rate_or_cal, accept=models.not_tagged("wisp"),
+    build_params=wisp_params, applied_keyword="YNGWISP",
+)
+BKG = ToolSpec(
+    name="young-bkg", section="bkg", consumes=("cal",), product=product_bkg,
+    process="young.steps.bkg_step:process", validate=validate_cal, accept=models.not_tagged("bkg"),
+    build_params=bkg_params, applied_keyword="YNGBKG",
+)
+
+_HELP = {
+    "young-fnoise": "Remove 1/f noise (horizontal stripes) from NIRCam *_rate.fits and *_cal.fits files "
+                    "(arguments, directories or stdin); write X_1f_rate.fits / X_1f_cal.fits beside each input "
+                    "(or in --output-dir) and print the product paths.",
+    "young-wisp": "Subtract scaled wisp templates from NRCA3/A4/B3/B4 *_cal.fits (or *_rate.fits) files "
+                  "(arguments, directories or stdin); write X_wisp_cal.fits beside each input (or in "
+                  "--output-dir) and print the product paths. Other detectors pass through unchanged.",
+    "young-bkg": "Subtract the sky background from *_cal.fits files (arguments, directories or stdin) and rescale "
+                 "VAR_RNOISE to the measured sky noise; write X_bkg_cal.fits beside each input (or in "
+                 "--output-dir) and print the product paths.",
+}
+
+
+def app(spec: ToolSpec):
+    """The typer app of a correction tool: the common options and its step's spec."""
+    from typing import Annotated, Optional
+
+    import typer
+
+    from young.contract import runner
+    from young.contract.cli import option, spec_options, tool_app
+
+    params, flags = {"young-fnoise": (FNOISE_PARAMS, FNOISE_FLAGS), "young-wisp": (WISP_PARAMS, WISP_FLAGS),
+                     "young-bkg": (BKG_PARAMS, BKG_FLAGS)}[spec.name]
+    own = spec_options(params, flags, METAVARS)
+    if spec.uses_crds:
+        own.append(option("prefetch", Annotated[Optional[bool], typer.Option(
+            "--prefetch/--no-prefetch", show_default=False,
+            help="Fetch the CRDS references first (default: when running in parallel with a CRDS server).")],
+            None))
+
+    def main(common, prefetch=None, **values: Any):
+        common.prefetch = prefetch
+        return runner.run(spec, common, values)
+
+    return tool_app(spec.name, _HELP[spec.name], main, own)
