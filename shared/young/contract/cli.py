@@ -81,7 +81,6 @@ def tool_app(tool: str, help: str, main: Callable[..., int], own: list[inspect.P
     """
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                       context_settings={"help_option_names": ["-h", "--help"]})
-    debug_flag = "--debug" in sys.argv
 
     def command(**kw):
         common_kw = {k: kw.pop(k) for k in COMMON_NAMES if k in kw}

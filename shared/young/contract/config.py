@@ -135,6 +135,15 @@ def flatten_steps(steps: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def nest_steps(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{'jump.rejection_threshold': 5}`` → ``{'jump': {'rejection_threshold': 5}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        step, _, param = key.partition(".")
+        out.setdefault(step, {})[param] = value
+    return out
+
+
 def parse_set(items: Iterable[str]) -> dict[str, Any]:
     """Parse ``--set STEP.PARAM=VALUE`` options (values read as YAML scalars).
 

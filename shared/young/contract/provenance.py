@@ -90,8 +90,10 @@ def stamp(
         for key, value in (keywords or {}).items():
             h[key] = value
         text = f"{tool} {__version__} parameters: {params_json(params)}"
-        for i in range(0, len(text), 70):
-            h.add_history(text[i : i + 70])
+        chunks = [text[i : i + 70] for i in range(0, len(text), 70)]
+        if chunks[0] not in [str(v) for v in h.get("HISTORY", [])]:  # stamped twice: recorded once
+            for chunk in chunks:
+                h.add_history(chunk)
 
 
 def read_stamp(path: str | Path) -> dict[str, Any]:

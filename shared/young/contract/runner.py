@@ -55,8 +55,9 @@ class ToolSpec:
         Its configuration section (``stage1``).
     consumes : tuple of str
         JWST suffixes read when a directory is given.
-    product : callable
-        ``product(src, output_dir, params) -> Path``.
+    product : callable or None
+        ``product(src, output_dir, params) -> Path`` (per-file tools; stage 3
+        makes its tasks itself).
     process : callable or str
         ``process(job) -> dict | Made | None``: write the product to
         ``job.tmp`` (and any side product beside it in ``job.work``); return
@@ -85,7 +86,7 @@ class ToolSpec:
     name: str
     section: str
     consumes: tuple[str, ...]
-    product: Callable[[Path, Path | None, dict], Path]
+    product: Callable[[Path, Path | None, dict], Path] | None
     process: Callable[["Job"], dict | None] | str
     validate: Callable[[Path, dict], Any] | None = None
     accept: Callable[[naming.ProductName], bool] | None = None
@@ -139,8 +140,15 @@ class Task:
         Other products that must exist for the set to be up to date.
     products : tuple of str
         What stdout lists when the task succeeds (default: ``dst``).
+    outputs : tuple of str
+        The other files ``process`` makes in the work folder, moved beside
+        ``dst`` (default: every file it leaves there).
     label : str
         How failures name the task (default: ``src``).
+    log : str
+        The log of the run that made the products (default: ``dst``'s ``.log``).
+    context : object
+        Whatever else ``process`` needs that does not shape the products (not hashed; picklable).
     """
 
     index: int
@@ -149,7 +157,10 @@ class Task:
     inputs: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     products: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
     label: str = ""
+    log: str = ""
+    context: Any = None
 
 
 @dataclass
@@ -331,11 +342,17 @@ def _log_handler(path: Path) -> logging.Handler:
     return handler
 
 
-def _move_into_place(work: Path, dst: Path, skip: tuple[str, ...]) -> None:
-    """Move every file ``process`` wrote in ``work`` beside ``dst``, the primary product last."""
-    for f in sorted(work.iterdir()):
-        if f.name != dst.name and f.name not in skip and f.is_file():
-            os.replace(f, dst.parent / f.name)
+def _move_into_place(work: Path, task: Task, skip: tuple[str, ...]) -> None:
+    """Move the task's outputs (or every file ``process`` left in ``work``) into place, the primary last."""
+    dst = Path(task.dst)
+    if task.outputs:
+        for final in map(Path, task.outputs):
+            if (work / final.name).is_file():
+                os.replace(work / final.name, final)
+    else:
+        for f in sorted(work.iterdir()):
+            if f.name != dst.name and f.name not in skip and f.is_file():
+                os.replace(f, dst.parent / f.name)
     os.replace(work / dst.name, dst)
 
 
@@ -349,7 +366,7 @@ def execute(payload) -> Outcome:
     src, dst = Path(task.src), Path(task.dst)
     label = task.label or task.src
     out = Outcome(task.index, task.src, task.dst, "failed", rank=parallel.process_rank())
-    logfile = naming.log_path(dst)
+    logfile = Path(task.log) if task.log else naming.log_path(dst)
     failed_log = logfile.with_name(logfile.stem + ".failed.log")
     handler = None
     work: Path | None = None
@@ -390,7 +407,7 @@ def execute(payload) -> Outcome:
         logging.getLogger().removeHandler(handler)
         handler.close()
         handler = None
-        _move_into_place(work, dst, (logfile.name,))
+        _move_into_place(work, task, (logfile.name,))
         os.replace(work / logfile.name, logfile)
         failed_log.unlink(missing_ok=True)
         out.status = "done"
@@ -406,7 +423,7 @@ def execute(payload) -> Outcome:
         reason = crdsenv.missing_reference_message(exc, src) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             reason = f"interrupted ({type(exc).__name__})"
-        out.message = f"{label}: {reason}"
+        out.message = f"{label}: {reason}" + (f" (log: {failed_log})" if handler is not None else "")
         out.traceback = traceback.format_exc()
         log.error("failed: %s\n%s", reason, out.traceback)
         if not debug:

@@ -13,21 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from young.contract import config as configmod
 from young.contract import fitscheck, naming
 from young.contract.errors import UsageError
 from young.contract.runner import Job, ToolSpec
 
 #: seed config keys → jwst step parameters
 SEED_STEP_KEYS = {"ramp_fit_cores": "ramp_fit.maximum_cores", "jump_cores": "jump.maximum_cores"}
-
-
-def nest_steps(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{'jump.rejection_threshold': 5}`` → ``{'jump': {'rejection_threshold': 5}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, value in flat.items():
-        step, _, param = key.partition(".")
-        out.setdefault(step, {})[param] = value
-    return out
 
 
 def check_steps(pipeline_name: str, steps: dict[str, Any]) -> None:
@@ -77,7 +69,7 @@ def run_pipeline(job: Job) -> dict:
     cls = getattr(jp, job.params["pipeline"])
     work = job.work
     kwargs: dict[str, Any] = dict(
-        output_dir=str(work), save_results=True, steps=nest_steps(job.params["steps"]), configure_log=False,
+        output_dir=str(work), save_results=True, steps=configmod.nest_steps(job.params["steps"]), configure_log=False,
     )
     if job.params.get("param_file"):
         kwargs["config_file"] = job.params["param_file"]["path"]
