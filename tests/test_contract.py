@@ -214,7 +214,7 @@ def test_tune_malloc_reuses_freed_full_frames(tmp_path):
     import sys
     from pathlib import Path
 
-    shared = str(Path(contract.__file__).resolve().parents[1])
+    shared = str(Path(contract.__file__).resolve().parents[2])
 
     def faults(tune: str) -> int:
         env = dict(os.environ, YOUNG_MALLOC_TUNE=tune)

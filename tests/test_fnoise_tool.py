@@ -48,7 +48,7 @@ from scipy.ndimage import uniform_filter1d
 from young.contract import naming
 from young.contract.errors import UsageError
 from young.sim import metrics as qa_metrics
-from young.steps import fnoise_step
+from young.steps import fnoise_step, models, references, tooling
 
 DO_NOT_USE = 1
 REFERENCE_PIXEL = 2**31
@@ -222,7 +222,7 @@ def test_dq_err_preserved_and_reference_pixels_untouched(tiny_run, tiny_inputs):
         assert ref.any() and np.array_equal(a["SCI"][ref], b["SCI"][ref], equal_nan=True)
         assert np.array_equal(np.isnan(a["SCI"]), np.isnan(b["SCI"]))
         # the product is the input minus the saved model, exactly
-        model = fits.getdata(fnoise_step.extra_path(prod, "model"), "MODEL")
+        model = fits.getdata(models.side_path(prod, "model"), "MODEL")
         ok = np.isfinite(a["SCI"])
         assert np.allclose(a["SCI"][ok] - model[ok], b["SCI"][ok], atol=1e-5)
         # no silent zeros: a new exact 0 only where the float32 input equals the pattern (a
@@ -252,7 +252,7 @@ def test_weak_stripes_within_floor(tiny_set, tiny_run, tiny_inputs):
         base, level = base_of(src), naming.parse(src).suffix
         truth, tdq = truth_of(tiny_set.root, base)
         fpath = flat_path(crds, rates[base])
-        flat = fnoise_step.flat_for(open_model(src), str(fpath))
+        flat = references.flat_for(open_model(src), str(fpath))
         scale = to_rate_units(tiny_set.root, base, level, flat)
         a, b = read(src), read(prod)
         res, floor, good = figures(a["SCI"], b["SCI"], truth, tdq, a["DQ"], scale)
@@ -264,7 +264,7 @@ def test_weak_stripes_within_floor(tiny_set, tiny_run, tiny_inputs):
         assert np.max(np.abs(res.amp_offsets)) < offset_limit(res)
         if level == "rate":  # the gradient method in-process on the same file
             model = open_model(src)
-            g = fnoise_step.correct_model(model, fnoise_step.build_params({}, {"method": "gradient"}), str(fpath))
+            g = fnoise_step.correct_model(model, tooling.fnoise_params({}, {"method": "gradient"}), str(fpath))
             gres, _, _ = figures(a["SCI"], g.corrected, truth, tdq, a["DQ"])
             print(f"   gradient residual {gres.fraction:.3f}")
             assert gres.fraction <= 2.0 * floor.fraction
@@ -406,7 +406,7 @@ def test_gradient_does_not_carve_stripes_into_masked_blob(blob_case):
     assert free.size >= 300
     hp, hp_free = {}, {}
     for method in ("amp", "gradient"):
-        res = fnoise_step.correct_model(c["model"], fnoise_step.build_params({}, {"method": method}),
+        res = fnoise_step.correct_model(c["model"], tooling.fnoise_params({}, {"method": method}),
                                         c["flat"], user)
         err = row_model_error(c, res)
         hp[method] = float(np.std(high_pass(err[rows, k])))
@@ -431,7 +431,7 @@ def test_default_mask_keeps_blob_light(blob_case):
     (``extended_mask: false``) must still show the loss, or this test could not fail."""
     c = blob_case
     for extended in (True, False):
-        res = fnoise_step.correct_model(c["model"], fnoise_step.build_params({"extended_mask": extended}, {}),
+        res = fnoise_step.correct_model(c["model"], tooling.fnoise_params({"extended_mask": extended}, {}),
                                         c["flat"])
         resid = c["truth"] - (c["model"].data - res.corrected)
         ok = np.isfinite(resid) & ~res.bad
@@ -455,7 +455,7 @@ def test_fallback_not_on_clean_rows(tiny_set, tiny_rates, strong_runs):
     assert fits.getheader(strong_runs["amp"][SW], 0)["YNG1FFB"] == "0,0,0,0"
     for src in [p for p in tiny_rates if "_00001_" in p.name]:
         m = open_model(src)
-        res = fnoise_step.correct_model(m, fnoise_step.build_params({}, {"flat": False}))
+        res = fnoise_step.correct_model(m, tooling.fnoise_params({}, {"flat": False}))
         d = res.diagnostics
         print(f"{src.name}: fallback rows {d.fallback_counts()}, outliers {d.fallback_outlier.sum(axis=0)}")
         sr = science_rows(d)
@@ -484,7 +484,7 @@ def test_fallback_on_contaminated_rows(tiny_set, tiny_rates):
         out = {}
         truth_rows = qa_metrics.row_medians(truth, np.isfinite(truth) & ((m.dq & REFERENCE_PIXEL) == 0), 4)
         for k in (6.0, 0.0):
-            params = fnoise_step.build_params({"fallback_k": k}, {"flat": False})
+            params = tooling.fnoise_params({"fallback_k": k}, {"flat": False})
             res = fnoise_step.correct_model(model, params, None)
             d = res.diagnostics
             rows_model = d.row_pattern * d.gain[None, :]
@@ -610,7 +610,7 @@ def test_outputs_from_metadata(odd_run, odd_inputs, tiny_run, tiny_set):
         want = (pattern + np.nanmedian(truth[:, cols], axis=1))[4:-4]
         assert np.std((got - got.mean()) - (want - want.mean())) < 0.15
     prod = next(p for p in tiny_run["products"] if p.name.endswith("nrca3_1f_rate.fits"))
-    rp = fits.getdata(fnoise_step.extra_path(prod, "model"), "ROWPAT")
+    rp = fits.getdata(models.side_path(prod, "model"), "ROWPAT")
     assert rp.shape == (256, 4) and np.min(np.std(np.diff(rp, axis=1), axis=0)) > 0.05
 
 
@@ -652,11 +652,11 @@ def test_side_products_and_usage_errors(tiny_set, tiny_rates, tmp_path):
     prod = Path(r.stdout.strip())
     h = fits.getheader(prod, 0)
     assert h["YNG1FMSK"] == "ceers" and h["YNG1FTHR"] == 0.9
-    mask = fits.getdata(fnoise_step.extra_path(prod, "mask"), "MASK")
+    mask = fits.getdata(models.side_path(prod, "mask"), "MASK")
     assert mask.shape == (256, 2048) and (mask[:, 600:700] > 0).all() and set(np.unique(mask)) <= {0, 1, 2}
-    png = fnoise_step.extra_path(prod, "", ".png")
+    png = models.side_path(prod, "", ".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with fits.open(fnoise_step.extra_path(prod, "model")) as hm:
+    with fits.open(models.side_path(prod, "model")) as hm:
         assert hm["MODEL"].data.shape == (256, 2048) and hm["ROWPAT"].data.shape == (256, 4)
         assert hm["FALLBACK"].data.shape == (256, 4)
     for bad, what in ((["--method", "fft"], "--method"), (["--mask-thresh", "1.5"], "--mask-thresh"),
@@ -685,14 +685,14 @@ def test_flat_from_crds_or_a_clear_error(tiny_set, tiny_rates, tmp_path):
 
 
 def test_build_params_validation():
-    p = fnoise_step.build_params({"fallback_k": 5, "method": "gradient"}, {"mask_thresh": 0.7})
-    assert p["method"] == "gradient" and p["mask_thresh"] == 0.7 and p["tuning"]["fallback_k"] == 5
+    p = tooling.fnoise_params({"fallback_k": 5, "method": "gradient"}, {"mask_thresh": 0.7})
+    assert p["method"] == "gradient" and p["mask_thresh"] == 0.7 and p["fallback_k"] == 5
     assert fnoise_step.fnoise_params(p).clip_sigma == 3.0
-    assert fnoise_step.method_for(fnoise_step.build_params({}, {}), "cal") == fnoise_step.CAL_METHOD
+    assert fnoise_step.method_for(tooling.fnoise_params({}, {}), "cal") == fnoise_step.CAL_METHOD
     for section, cli in (({}, {"method": "median"}), ({}, {"mask_preset": "deep"}), ({"anchor_step": 0}, {}),
-                         ({}, {"mask_thresh": 0.0}), ({}, {"steps": {"jump.skip": True}})):
+                         ({}, {"mask_thresh": 0.0})):
         with pytest.raises(UsageError):
-            fnoise_step.build_params(section, cli)
+            tooling.fnoise_params(section, cli)
 
 
 # --------------------------------------------------------------------------- wisps are not stripes

@@ -13,7 +13,8 @@ import pytest
 from helpers import TOOLS, tool_env
 from young.algorithms import astrometry
 from young.contract.errors import UsageError
-from young.stage3 import driver as stage3
+from young.contract.config import nest_steps
+from young.stage3 import driver, exposures, filters, grid, group, memory, params, refcat
 
 PY = sys.executable
 
@@ -24,9 +25,9 @@ PY = sys.executable
 def test_filter_table_covers_nircam_imaging_filters():
     sw = "F070W F090W F115W F140M F150W F150W2 F162M F164N F182M F187N F200W F210M F212N".split()
     lw = "F250M F277W F300M F322W2 F323N F335M F356W F360M F405N F410M F430M F444W F460M F466N F470N F480M".split()
-    assert set(sw + lw) == set(stage3.PIVOT_UM)
-    assert all(0.6 < stage3.PIVOT_UM[f] < 2.3 for f in sw)
-    assert all(2.3 < stage3.PIVOT_UM[f] < 5.0 for f in lw)
+    assert set(sw + lw) == set(filters.PIVOT_UM)
+    assert all(0.6 < filters.PIVOT_UM[f] < 2.3 for f in sw)
+    assert all(2.3 < filters.PIVOT_UM[f] < 5.0 for f in lw)
 
 
 @pytest.mark.parametrize("filt, pupil, name, pivot", [
@@ -43,7 +44,7 @@ def test_filter_table_covers_nircam_imaging_filters():
     ("F212N", "WLP8", "f212n-wlp8", 2.120),
 ])
 def test_optical_element(filt, pupil, name, pivot):
-    assert stage3.optical_element(filt, pupil) == (name, pivot)
+    assert filters.optical_element(filt, pupil) == (name, pivot)
 
 
 @pytest.mark.parametrize("filt, pupil, words", [
@@ -53,11 +54,11 @@ def test_optical_element(filt, pupil, name, pivot):
 ])
 def test_unknown_filter_or_pupil(filt, pupil, words):
     with pytest.raises(ValueError, match=words):
-        stage3.optical_element(filt, pupil)
+        filters.optical_element(filt, pupil)
 
 
 def _exp(path, filt, pupil="CLEAR", expo=1, program="01345", det="nrca1"):
-    return stage3.Exposure(f"/d/jw{program}001001_02101_{expo:05d}_{det}_cal.fits", "NIRCAM", filt, pupil,
+    return exposures.Exposure(f"/d/jw{program}001001_02101_{expo:05d}_{det}_cal.fits", "NIRCAM", filt, pupil,
                            program, f"jw{program}001001_02101_{expo:05d}", 0.031, (2048, 2048))
 
 
@@ -65,7 +66,7 @@ def test_grouping_longest_first_pupil_filters_separate():
     exps = [_exp("a", "F200W", expo=1), _exp("b", "F200W", expo=2, det="nrcb1"), _exp("c", "F444W", expo=1),
             _exp("d", "F444W", "F405N", expo=3), _exp("e", "F150W2", "F162M", expo=4),
             _exp("f", "F200W", expo=1, det="nrca2"), _exp("g", "F090W", expo=5, program="02000")]
-    groups = stage3.group_exposures(exps)
+    groups = exposures.group_exposures(exps)
     assert [g.name for g in groups] == ["f444w", "f405n", "f200w", "f162m", "f090w"]
     f200 = groups[2]
     assert len(f200.members) == 3 and f200.n_exposures == 2  # two detectors of one exposure count once
@@ -74,34 +75,34 @@ def test_grouping_longest_first_pupil_filters_separate():
 
 
 def test_mixed_programs_product_name():
-    groups = stage3.group_exposures([_exp("a", "F200W", program="01345"), _exp("b", "F200W", program="02000")])
+    groups = exposures.group_exposures([_exp("a", "F200W", program="01345"), _exp("b", "F200W", program="02000")])
     assert groups[0].product == "jwmulti_nircam_f200w" and groups[0].n_exposures == 2
 
 
 def test_reference_order():
     exps = [_exp("a", "F200W", expo=1), _exp("b", "F200W", expo=2), _exp("c", "F444W", expo=1),
             _exp("d", "F356W", expo=1), _exp("e", "F356W", expo=2)]
-    groups = stage3.group_exposures(exps)
+    groups = exposures.group_exposures(exps)
     # f444w has one exposure: without an external catalog it cannot be aligned on its own
-    assert [g.name for g in stage3.reference_order(groups, None, False)] == ["f356w", "f200w"]
-    assert [g.name for g in stage3.reference_order(groups, None, True)] == ["f444w", "f356w", "f200w"]
-    assert stage3.reference_order(groups, "F200W", False)[0].name == "f200w"
+    assert [g.name for g in exposures.reference_order(groups, None, False)] == ["f356w", "f200w"]
+    assert [g.name for g in exposures.reference_order(groups, None, True)] == ["f444w", "f356w", "f200w"]
+    assert exposures.reference_order(groups, "F200W", False)[0].name == "f200w"
     with pytest.raises(UsageError, match="no such group"):
-        stage3.reference_order(groups, "F115W", True)
+        exposures.reference_order(groups, "F115W", True)
 
 
 def test_exposure_id_from_header_and_name():
     h = {"PROGRAM": "01345", "OBSERVTN": "001", "VISIT": "001", "VISITGRP": "02", "SEQ_ID": "1",
          "ACT_ID": "01", "EXPOSURE": "00003"}
-    assert stage3.exposure_id(h, "x") == "jw01345001001_02101_00003"
-    assert stage3.exposure_id({}, "/d/jw01345001001_02101_00003_nrcb4_1f_cal.fits") == "jw01345001001_02101_00003"
+    assert exposures.exposure_id(h, "x") == "jw01345001001_02101_00003"
+    assert exposures.exposure_id({}, "/d/jw01345001001_02101_00003_nrcb4_1f_cal.fits") == "jw01345001001_02101_00003"
 
 
 def test_association_is_valid_level3(tmp_path):
     from jwst.associations import load_asn
 
-    groups = stage3.group_exposures([_exp("a", "F200W", expo=1), _exp("b", "F200W", expo=2, program="02000")])
-    path = stage3.write_association(groups[0], tmp_path / "x_asn.json")
+    groups = exposures.group_exposures([_exp("a", "F200W", expo=1), _exp("b", "F200W", expo=2, program="02000")])
+    path = exposures.write_association(groups[0], tmp_path / "x_asn.json")
     with open(path) as fh:
         asn = load_asn(fh)
     prod = asn["products"][0]
@@ -117,59 +118,59 @@ def test_seed_keys_and_set_precedence():
     section = {"pixel_scale": 0.04, "pixfrac": 0.8, "res_kernel": "square", "rotation": 0.0,
                "starfinder": "segmentation", "snr_threshold": 5, "fitgeometry": "shift",
                "abs_fitgeometry": "rshift", "skymethod": "local"}
-    steps = stage3.step_parameters(section, {"resample.pixfrac": 1.0})
+    steps = params.step_parameters(section, {"resample.pixfrac": 1.0})
     assert steps["resample.pixel_scale"] == 0.04 and steps["resample.pixfrac"] == 1.0
     assert steps["resample.kernel"] == "square" and steps["tweakreg.starfinder"] == "segmentation"
     assert steps["skymatch.skymethod"] == "local" and steps["tweakreg.abs_fitgeometry"] == "rshift"
-    nested = stage3.nest(steps)
+    nested = nest_steps(steps)
     assert nested["tweakreg"]["fitgeometry"] == "shift" and nested["resample"]["rotation"] == 0.0
     with pytest.raises(UsageError, match="--refcat"):
-        stage3.step_parameters({}, {"tweakreg.abs_refcat": "x.ecsv"})
+        params.step_parameters({}, {"tweakreg.abs_refcat": "x.ecsv"})
 
 
 def test_extract_option():
-    assert stage3.parse_extract("wht,sci") == ["sci", "wht"]
-    assert stage3.parse_extract(None, {"extract_sci": True, "extract_err": False, "extract_wht": True}) == ["sci", "wht"]
-    assert stage3.parse_extract("") == []
+    assert params.parse_extract("wht,sci") == ["sci", "wht"]
+    assert params.parse_extract(None, {"extract_sci": True, "extract_err": False, "extract_wht": True}) == ["sci", "wht"]
+    assert params.parse_extract("") == []
     with pytest.raises(UsageError, match="known extensions"):
-        stage3.parse_extract("sci,foo")
+        params.parse_extract("sci,foo")
 
 
 @pytest.mark.parametrize("text, value", [("16G", 16 * 1024**3), ("500M", 500 * 1024**2), ("2.5GB", int(2.5 * 1024**3)),
                                          ("1024", 1024), (None, None), ("3 GiB", 3 * 1024**3)])
 def test_parse_memory(text, value):
-    assert stage3.parse_memory(text) == value
+    assert memory.parse_memory(text) == value
 
 
 @pytest.mark.parametrize("text", ["lots", "-1G", "0"])
 def test_parse_memory_errors(text):
     with pytest.raises(UsageError):
-        stage3.parse_memory(text)
+        memory.parse_memory(text)
 
 
 def test_memory_plan():
     gb = 1024**3
     # four groups of 3 GB in memory (1 GB on disk): 12 GB runs all four in memory, 8 GB on disk
-    k, im = stage3.plan_memory([(3 * gb, 1 * gb)] * 4, 12 * gb, jobs=4)
+    k, im = memory.plan_memory([(3 * gb, 1 * gb)] * 4, 12 * gb, jobs=4)
     assert k == 4 and all(im)
-    k, im = stage3.plan_memory([(3 * gb, 1 * gb)] * 4, 8 * gb, jobs=4)
+    k, im = memory.plan_memory([(3 * gb, 1 * gb)] * 4, 8 * gb, jobs=4)
     assert k == 4 and not any(im)
     # 2 GB budget with 2 jobs: each gets 1 GB -> both on disk
-    k, im = stage3.plan_memory([(3 * gb, 1 * gb)] * 2, 2 * gb, jobs=2)
+    k, im = memory.plan_memory([(3 * gb, 1 * gb)] * 2, 2 * gb, jobs=2)
     assert k == 2 and not any(im)
     # too small even on disk for two: one at a time
-    k, im = stage3.plan_memory([(3 * gb, 1.5 * gb)] * 2, 2 * gb, jobs=2)
+    k, im = memory.plan_memory([(3 * gb, 1.5 * gb)] * 2, 2 * gb, jobs=2)
     assert k == 1 and im == [False, False]
-    on_disk = stage3.estimate_memory(8, 8 * 2048**2, 6000**2, 4, False)
-    in_mem = stage3.estimate_memory(8, 8 * 2048**2, 6000**2, 4, True)
-    assert in_mem > on_disk > stage3.BASE_BYTES
+    on_disk = memory.estimate_memory(8, 8 * 2048**2, 6000**2, 4, False)
+    in_mem = memory.estimate_memory(8, 8 * 2048**2, 6000**2, 4, True)
+    assert in_mem > on_disk > memory.BASE_BYTES
 
 
 def test_footprint_pixels():
     # a 0.1 deg x 0.1 deg square at dec 0 at 0.036 arcsec/pixel: 10000 x 10000 (x1.2 margin)
     v = [(10.0, 0.0), (10.1, 0.0), (10.1, 0.1), (10.0, 0.1)]
-    assert stage3.footprint_pixels(v, 0.036) == pytest.approx(1.2e8, rel=0.01)
-    assert stage3.parse_s_region("POLYGON ICRS  10.0 0.0 10.1 0.0 10.1 0.1") == [(10.0, 0.0), (10.1, 0.0), (10.1, 0.1)]
+    assert exposures.footprint_pixels(v, 0.036) == pytest.approx(1.2e8, rel=0.01)
+    assert exposures.parse_s_region("POLYGON ICRS  10.0 0.0 10.1 0.0 10.1 0.1") == [(10.0, 0.0), (10.1, 0.0), (10.1, 0.1)]
 
 
 # ----------------------------------------------------------------------------- reference catalogs
@@ -193,9 +194,9 @@ def _write_cat(path, n=40, names=("RA", "DEC"), fmt="ascii.ecsv"):
 ])
 def test_refcat_files(tmp_path, names, fname, fmt):
     t = _write_cat(tmp_path / fname, names=names, fmt=fmt)
-    spec = stage3.resolve_refcat(str(tmp_path / fname))
+    spec = refcat.resolve_refcat(str(tmp_path / fname))
     assert spec.kind == "file" and spec.count == len(t)
-    table = stage3.radec_table(stage3.read_table(spec.value))
+    table = refcat.radec_table(refcat.read_table(spec.value))
     assert np.allclose(table["RA"], t[names[0]]) and np.allclose(table["DEC"], t[names[1]])
 
 
@@ -204,24 +205,24 @@ def test_refcat_sky_centroid_and_sexagesimal(tmp_path):
     from astropy.table import Table
 
     sc = SkyCoord([53.1, 53.2], [-27.8, -27.7], unit="deg")
-    t = stage3.radec_table(Table({"sky_centroid": sc}))
+    t = refcat.radec_table(Table({"sky_centroid": sc}))
     assert np.allclose(t["RA"], [53.1, 53.2])
-    t = stage3.radec_table(Table({"RA": ["03:32:24.0", "03:32:48.0"], "DEC": ["-27:48:00", "-27:42:00"]}))
+    t = refcat.radec_table(Table({"RA": ["03:32:24.0", "03:32:48.0"], "DEC": ["-27:48:00", "-27:42:00"]}))
     assert np.allclose(t["RA"], [53.1, 53.2]) and np.allclose(t["DEC"], [-27.8, -27.7])
 
 
 def test_refcat_errors(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
-        stage3.resolve_refcat(str(tmp_path / "missing.ecsv"))
+        refcat.resolve_refcat(str(tmp_path / "missing.ecsv"))
     _write_cat(tmp_path / "few.ecsv", n=5)
     with pytest.raises(UsageError, match="5 usable sources"):
-        stage3.resolve_refcat(str(tmp_path / "few.ecsv"))
+        refcat.resolve_refcat(str(tmp_path / "few.ecsv"))
     _write_cat(tmp_path / "nocols.ecsv", names=("x", "y"))
     with pytest.raises(UsageError, match="no RA/DEC columns"):
-        stage3.resolve_refcat(str(tmp_path / "nocols.ecsv"))
+        refcat.resolve_refcat(str(tmp_path / "nocols.ecsv"))
     (tmp_path / "junk.ecsv").write_bytes(b"\x00\x01garbage")
     with pytest.raises(UsageError):
-        stage3.resolve_refcat(str(tmp_path / "junk.ecsv"))
+        refcat.resolve_refcat(str(tmp_path / "junk.ecsv"))
 
 
 def test_unexpected_planning_error_is_one_line_exit_1(monkeypatch, capsys):
@@ -232,9 +233,9 @@ def test_unexpected_planning_error_is_one_line_exit_1(monkeypatch, capsys):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(stage3, "make_plan", boom)
+    monkeypatch.setattr(driver, "make_plan", boom)
     for debug in (False, True):
-        assert stage3.run(Common(inputs=["x"], debug=debug)) == 1
+        assert driver.run(Common(inputs=["x"], debug=debug)) == 1
         err = capsys.readouterr().err
         assert "young-stage3: internal error while reading the inputs: RuntimeError: simulated crash" in err
         assert ("Traceback" in err) == debug
@@ -243,9 +244,9 @@ def test_unexpected_planning_error_is_one_line_exit_1(monkeypatch, capsys):
 def test_network_catalog_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("YOUNG_OFFLINE", "1")
     with pytest.raises(UsageError, match="needs network access.*give a catalog file"):
-        stage3.resolve_refcat("gaiadr3")
+        refcat.resolve_refcat("gaiadr3")
     # without checking, the name passes through to tweakreg
-    assert stage3.resolve_refcat("GAIADR3", check_network=False).kind == "name"
+    assert refcat.resolve_refcat("GAIADR3", check_network=False).kind == "name"
 
 
 def test_select_reference_sources():
@@ -257,10 +258,10 @@ def test_select_reference_sources():
     flux = np.linspace(1, 100, n)
     err = np.full(n, 2.0)
     cat = Table({"sky_centroid": sc, "isophotal_flux": flux, "isophotal_flux_err": err})
-    sel = stage3.select_reference_sources(cat, min_snr=10, min_sources=5)
+    sel = refcat.select_reference_sources(cat, min_snr=10, min_sources=5)
     assert len(sel) == np.sum(flux / err >= 10) and sel["flux"][0] == 100
     # too few would survive: keep all
-    assert len(stage3.select_reference_sources(cat, min_snr=1000, min_sources=5)) == n
+    assert len(refcat.select_reference_sources(cat, min_snr=1000, min_sources=5)) == n
 
 
 # ----------------------------------------------------------------------------- the common grid
@@ -299,7 +300,7 @@ def _fake_i2d(path, crpix=(99.5, 79.5), crval=(53.1, -27.8), rot=20.0, scale=0.0
 
 def test_grid_from_header_roundtrip(tmp_path):
     p = _fake_i2d(tmp_path / "a_i2d.fits", rot=20.0, scale=0.03)
-    g = stage3.grid_of(p)
+    g = grid.grid_of(p)
     assert g.shape == (160, 200) and g.crpix == pytest.approx((99.5, 79.5))
     assert g.pixel_scale == pytest.approx(0.03) and g.rotation == pytest.approx(20.0)
     assert g.resample_parameters()["output_shape"] == [200, 160]
@@ -308,19 +309,19 @@ def test_grid_from_header_roundtrip(tmp_path):
 def test_grid_check_identical_and_different(tmp_path):
     a = _fake_i2d(tmp_path / "a_i2d.fits")
     b = _fake_i2d(tmp_path / "b_i2d.fits")
-    assert stage3.check_same_grid(b, a) == []
-    grid = stage3.save_grid(a, tmp_path / "a_grid.asdf")
-    assert stage3.check_same_grid(b, tmp_path / "a_grid.asdf") == []
-    assert grid.digest() == stage3.grid_of(b).digest()
+    assert grid.check_same_grid(b, a) == []
+    saved = grid.save_grid(a, tmp_path / "a_grid.asdf")
+    assert grid.check_same_grid(b, tmp_path / "a_grid.asdf") == []
+    assert saved.digest() == grid.grid_of(b).digest()
     # the saved grid is a valid resample output_wcs with the right shape and scale
     from jwst.resample.resample_utils import load_custom_wcs
 
     custom = load_custom_wcs(str(tmp_path / "a_grid.asdf"))
     assert tuple(custom["wcs"].array_shape) == (160, 200) and custom["pixel_scale"] == pytest.approx(0.03)
     shifted = _fake_i2d(tmp_path / "c_i2d.fits", crpix=(99.6, 79.5))
-    assert any("different sky positions" in d for d in stage3.check_same_grid(shifted, a))
+    assert any("different sky positions" in d for d in grid.check_same_grid(shifted, a))
     other = _fake_i2d(tmp_path / "d_i2d.fits", shape=(161, 200))
-    assert any("shape" in d for d in stage3.check_same_grid(other, a))
+    assert any("shape" in d for d in grid.check_same_grid(other, a))
 
 
 # ----------------------------------------------------------------------------- tool errors (no pipeline)
@@ -387,7 +388,7 @@ def test_skymatch_on_background_subtracted_inputs(tmp_path):
                      "S_PHOTOM": "COMPLETE", "FILTER": "F200W", "PUPIL": "CLEAR", "BKGSUB": True})
     path = tmp_path / "jw01345001001_02101_00001_nrca1_bkg_cal.fits"
     fits.HDUList([fits.PrimaryHDU(header=h), fits.ImageHDU(np.zeros((4, 4), np.float32), name="SCI")]).writeto(path)
-    assert stage3.read_exposure(path).bkg_subtracted
+    assert exposures.read_exposure(path).bkg_subtracted
     r = _tool(["--set", "skymatch.subtract=false", path], tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "skymatch.subtract=False" in r.stderr and "skymatch.skip=true" in r.stderr and path.name in r.stderr
@@ -520,16 +521,16 @@ def test_every_filter_on_one_grid(run3):
     from astropy.io import fits
 
     ref = run3.product("f444w", "i2d.fits")
-    grid = stage3.grid_of(ref)
+    g = grid.grid_of(ref)
     # one scale for all: the finest native one (SW, ~31 mas), not LW's 63 mas
-    assert grid.pixel_scale == pytest.approx(0.0311, abs=0.0005)
+    assert g.pixel_scale == pytest.approx(0.0311, abs=0.0005)
     keys = ("NAXIS1", "NAXIS2", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "PC1_1", "PC1_2", "PC2_1", "PC2_2",
             "CDELT1", "CDELT2", "CTYPE1", "CTYPE2")
     href = fits.getheader(ref, "SCI")
     for f in FILTERS[1:]:
         i2d = run3.product(f, "i2d.fits")
-        assert stage3.check_same_grid(i2d, ref) == [], f
-        assert stage3.check_same_grid(i2d, run3.out / "f444w" / "jw09001_nircam_f444w_grid.asdf") == []
+        assert grid.check_same_grid(i2d, ref) == [], f
+        assert grid.check_same_grid(i2d, run3.out / "f444w" / "jw09001_nircam_f444w_grid.asdf") == []
         h = fits.getheader(i2d, "SCI")
         assert [h[k] for k in keys] == [href[k] for k in keys], f
 
@@ -765,7 +766,7 @@ def test_extract_image(tmp_path):
     from astropy.io import fits
 
     i2d = _fake_i2d(tmp_path / "a_i2d.fits")
-    out = stage3.extract_image(i2d, "sci", tmp_path / "a_sci.fits")
+    out = group.extract_image(i2d, "sci", tmp_path / "a_sci.fits")
     with fits.open(out) as h:
         assert len(h) == 1 and h[0].data.shape == (160, 200) and h[0].header["CTYPE1"].startswith("RA---TAN")
         assert h[0].header["CRPIX1"] == pytest.approx(100.5)
