@@ -159,7 +159,7 @@ def strong_runs(strong_set, tmp_path_factory):
     """young-fnoise on the strong set: amp (default, with side products) and gradient (NRCA3)."""
     out = tmp_path_factory.mktemp("fnoise_strong")
     cfg = strong_set["config"]
-    amp = run_tool("young-fnoise", "--config", cfg, "-o", out / "amp", "--save-model", "--save-mask", "--plot",
+    amp = run_tool("young-fnoise", "--config", cfg, "-o", out / "amp", "--save-correction", "--save-mask", "--plot",
                    strong_set["rates"][SW], strong_set["rates"][LW])
     grad = run_tool("young-fnoise", "--config", cfg, "-o", out / "gradient", "--method", "gradient",
                     strong_set["rates"][SW])
@@ -180,7 +180,7 @@ def tiny_inputs(tiny_rates, tiny_cals):
 def tiny_run(tiny_set, tiny_inputs, tmp_path_factory):
     """young-fnoise (defaults, --jobs 2) on the 8 tiny products."""
     out = tmp_path_factory.mktemp("fnoise_tiny")
-    r = run_tool("young-fnoise", "--config", tiny_set.config, "-o", out, "--jobs", "2", "--save-model",
+    r = run_tool("young-fnoise", "--config", tiny_set.config, "-o", out, "--jobs", "2", "--save-correction",
                  *tiny_inputs)
     return {"out": out, "products": [Path(p) for p in r.stdout.split()], "proc": r}
 
@@ -647,7 +647,7 @@ def test_side_products_and_usage_errors(tiny_set, tiny_rates, tmp_path):
     um = np.zeros((256, 2048), np.uint8)
     um[:, 600:700] = 1
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(um, name="MASK")]).writeto(mask_in)
-    r = run_tool("young-fnoise", "--config", tiny_set.config, "-o", tmp_path, "--save-model", "--save-mask",
+    r = run_tool("young-fnoise", "--config", tiny_set.config, "-o", tmp_path, "--save-correction", "--save-mask",
                  "--plot", "--user-mask", mask_in, "--mask-preset", "ceers", "--mask-thresh", "0.9", src)
     prod = Path(r.stdout.strip())
     h = fits.getheader(prod, 0)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from helpers import TOOLS, tool_env
 from young.algorithms import astrometry
-from young.contract.errors import UsageError
 from young.contract.config import nest_steps
+from young.contract.errors import UsageError
 from young.stage3 import driver, exposures, filters, grid, group, memory, params, refcat
 
 PY = sys.executable

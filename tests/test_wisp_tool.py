@@ -116,7 +116,7 @@ def case(tmp_path_factory, tiny_set, tiny_rates, tiny_cals):
     f200 = by_name(tiny_cals, "jw09001001001_02102_00001_nrca3")
 
     out = root / "out"
-    args = ["-t", tmpl, "-o", out, "--save-model", "--plot", "--jobs", "2",
+    args = ["-t", tmpl, "-o", out, "--save-correction", "--plot", "--jobs", "2",
             inp, solo / f"{VISIT}_00003_nrca3_1f_cal.fits", rates / f"{base}_1f_rate.fits", f200]
     r = run("young-wisp", *args, check=0)
     return dict(root=root, tmpl=tmpl / sim_t.name, inp=inp, solo=solo, out=out, clean=clean, t_cal=t_cal,
@@ -224,7 +224,7 @@ def test_lw_mask_covers_sources_on_the_wisp(case):
 
     Sources brighter than 100 DN/s in total (the faint galaxies of the set
     are below the SW noise and do not matter to the fit).  The mask is the
-    one the fit used (``--save-model`` writes it as extension MASK).
+    one the fit used (``--save-correction`` writes it as extension MASK).
     """
     from stdatamodels.jwst import datamodels
 

@@ -1,22 +1,14 @@
-"""YOUNG: a microstage toolchain for JWST NIRCam imaging.
+"""YOUNG: a microstage toolchain for JWST NIRCam imaging, from uncal ramps to aligned mosaics and catalogs.
 
-The package holds everything the ``tools/young-*`` executables do; a tool file
-only parses options and calls into this library.  Modules by concern:
+The package holds everything the ``tools/young-*`` executables do; a tool
+file only parses options and calls into this library.  Layers, one folder
+each, imports only downward (docs/architecture.md):
 
-``errors``      exception classes that map onto the tool exit codes
-``inputs``      file lists from arguments, stdin and directories
-``naming``      product names (DESIGN.md)
-``atomic``      temporary-name writes and ``os.replace``
-``provenance``  header keywords recording tool, version, parameters, CRDS context
-``config``      the YAML configuration (``--config``, ``YOUNG_CONFIG``)
-``parallel``    serial, ``--jobs N`` processes and the MPI task farm
-``contract``    the tool contract: run a per-file step over a file list
-``crdsenv``     CRDS environment and reference prefetch (``young-refs``)
-``masks``       tiered source masks
-``fnoise``      1/f noise correction algorithms
-``wisp``        wisp template fitting
-``background``  background subtraction
-``sim``         the simulator behind ``young-sim``
+``contract``    the tool contract: names, inputs, atomic writes, provenance, config, CRDS, MPI, the runner
+``algorithms``  the corrections on arrays (1/f, wisp, background, masks, statistics, astrometry)
+``steps``       the corrections as stpipe Steps, the stage tools, and the tools around them
+``stage3``      mosaics, segmentation maps and catalogs on one grid
+``sim``         the simulator behind ``young-sim``, truth metrics, the demo report
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -16,7 +16,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from young.sim import instrument as inst
-from young.sim.simulate import plan_exposures, preset
+from young.sim.presets import plan_exposures, preset
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "young-sim"

@@ -1,6 +1,6 @@
 """Sky background of ``_cal`` images (pure functions on arrays).
 
-ALGORITHMS.md, "Background": sources are masked with the tiered mask of
+docs/algorithms.md, "Background": sources are masked with the tiered mask of
 :mod:`young.algorithms.masks` (the one implementation, imported here); then either one
 scalar sky value is subtracted (``mode='pedestal'``, the baseline) or a smooth
 large-box 2-D model (``mode='2d'``, for gradients the pedestal leaves), and

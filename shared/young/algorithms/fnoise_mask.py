@@ -33,20 +33,20 @@ def rough_destripe(image: np.ndarray, bad: np.ndarray, noutputs: int) -> np.ndar
     x = np.where(bad, np.nan, image).astype(np.float32)
     # every other column: the level is only for the mask, whose tiers threshold at 1.5 sigma of
     # the raw pixels; its noise (1.25 sigma / sqrt(w / 2) per amplifier row) stays far below
-    level = clipped_median(fnoise._segments(x, slices)[:, :, ::2], 3.0, 3).median     # (ny, namp)
+    level = clipped_median(fnoise.amp_segments(x, slices)[:, :, ::2], 3.0, 3).median     # (ny, namp)
     level = np.where(np.isfinite(level), level, 0.0).astype(np.float32)
-    return np.asarray(image, dtype=np.float32) - fnoise._expand(level, slices, image.shape[1])
+    return np.asarray(image, dtype=np.float32) - fnoise.expand_amps(level, slices, image.shape[1])
 
 
 def measurement_mask(data: np.ndarray, dq: np.ndarray, flat: np.ndarray | None, fp: fnoise.FnoiseParams,
                 noutputs: int = 4, extended: bool = False, wisp: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The measurement mask: tiered source mask of the roughly destriped measured image.
 
-    With ``extended`` the smooth extended light (:func:`young.masks.extended_light_mask`) is
+    With ``extended`` the smooth extended light (:func:`young.algorithms.masks.extended_light_mask`) is
     masked too, unless ``wisp`` says a wisp model will be subtracted first (the caller then
     masks extended light on the image without the wisp).
 
-    Same exclusions as :func:`young.fnoise.correct` makes without a mask
+    Same exclusions as :func:`young.algorithms.fnoise.correct` makes without a mask
     (DQ ``fp.dq_bits``, non-finite, reference pixels), but the sources are
     detected after :func:`rough_destripe`.
 
@@ -96,7 +96,7 @@ def provisional_wisp_scale(image: np.ndarray, template: np.ndarray, mask: np.nda
     stripe pattern cancels exactly and the noise does not bias the scale
     (row *medians* do: a median of wisp + noise is not the wisp's median,
     measured 8 % low); sources are excluded by ``mask``.  Then
-    :func:`young.wisp.fit_scale` (biweight scatter, bounded search)
+    :func:`young.algorithms.wisp.fit_scale` (biweight scatter, bounded search)
     fits the scale over the template region.  The 1/f pattern is measured on
     ``image - scale * template``; the wisp itself is left for young-wisp.
     """

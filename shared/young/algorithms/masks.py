@@ -6,7 +6,7 @@ then for a list of tiers of Gaussian smoothing detect sources above
 ``nsigma`` times the robust pixel rms with a minimum area, optionally dilate
 each tier's detections, and OR the tiers.  Pixels flagged in DQ and non-finite
 pixels are always masked.  The parameters come in two presets (see
-``ALGORITHMS.md``):
+docs/algorithms.md):
 
 ``young``  aggressive (1.5 sigma, large dilations) -- protects cluster light/ICL
 ``ceers``  Ferguson's CEERS defaults (3 sigma, only the last tier dilated)

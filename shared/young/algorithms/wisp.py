@@ -4,7 +4,7 @@ Wisps are scattered-light features on the short-wave detectors NRCA3, NRCA4,
 NRCB3 and NRCB4.  YOUNG removes them with the STScI v3 templates (Sunnquist):
 one scale factor per exposure, fitted by minimising a robust scatter of
 ``data - s * template`` over the unmasked template region, then ``s * template``
-is subtracted (or its strong pixels flagged in DQ).  See ALGORITHMS.md, "Wisps".
+is subtracted (or its strong pixels flagged in DQ).  See docs/algorithms.md, "Wisps".
 
 Where YOUNG departs from the baseline, measured on the simulated full frame of
 ``tests/test_wisp.py`` (wisp peak 4 sigma, 10 noise realisations):
@@ -92,7 +92,7 @@ class WispFitParams:
         simulated full frame of ``tests/test_wisp.py`` (wisp peak 4 sigma,
         10^5 pixels) it scattered 3 % around the truth between noise
         realisations, the biweight 0.35-0.55 %, at the same cost (see
-        ``test_jackknife_uncertainty_is_calibrated``).  ALGORITHMS.md names
+        ``test_jackknife_uncertainty_is_calibrated``).  docs/algorithms.md names
         the MAD; it stays available for comparison with the baseline.
     correct_rows : bool
         Remove the per-row pattern (1/f residuals) before fitting; the pattern

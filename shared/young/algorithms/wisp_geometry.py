@@ -85,24 +85,19 @@ def pixel_mapper(sw_wcs: Any, lw_wcs: Any) -> Callable[[np.ndarray, np.ndarray],
         centres at integers), vectorised over arrays of any shape.
     """
 
-    def _forward(wcs, x, y):
-        try:
-            import gwcs
+    def _is_gwcs(wcs) -> bool:
+        # a gwcs WCS is called and inverted without its bounding box (pixels off the
+        # detector must map too); any other WCS answers the astropy APE 14 interface
+        return callable(wcs) and hasattr(wcs, "invert")
 
-            if isinstance(wcs, gwcs.wcs.WCS):
-                return wcs(x, y, with_bounding_box=False)
-        except ImportError:  # pragma: no cover - gwcs is a jwst dependency
-            pass
+    def _forward(wcs, x, y):
+        if _is_gwcs(wcs):
+            return wcs(x, y, with_bounding_box=False)
         return wcs.pixel_to_world_values(x, y)
 
     def _inverse(wcs, a, d):
-        try:
-            import gwcs
-
-            if isinstance(wcs, gwcs.wcs.WCS):
-                return wcs.invert(a, d, with_bounding_box=False)
-        except ImportError:  # pragma: no cover
-            pass
+        if _is_gwcs(wcs):
+            return wcs.invert(a, d, with_bounding_box=False)
         return wcs.world_to_pixel_values(a, d)
 
     def sw_to_lw(x, y):
@@ -140,7 +135,7 @@ def map_mask(
         Shape ``(ny, nx)`` of the short-wave image.
     dilate_px : float
         Radius (SW pixels) of the disk the mapped mask is dilated by
-        (:func:`young.masks.dilate`), to cover
+        (:func:`young.algorithms.masks.dilate`), to cover
         the nearest-neighbour rounding (<= 0.5 LW px = 1 SW px) and the wider
         wings of sources at shorter wavelengths.  0 disables it.
     step : int

@@ -1,7 +1,7 @@
 """Command-line front end shared by every tool (typer).
 
 A tool file declares its own options and a ``main(common, **own)`` function;
-:func:`tool_app` adds the common options (DESIGN.md: ``--config``,
+:func:`tool_app` adds the common options (docs/architecture.md: ``--config``,
 ``--output-dir``, ``--force``, ``--set``, ``--crds-context``, ``--jobs``,
 ``-v/-q``, ``--debug``, ``--version``, ``--help``) so no tool repeats them,
 turns :class:`~young.errors.UsageError` into exit status 2 with one line, and
@@ -42,14 +42,16 @@ def common_parameters(tool: str, file_inputs: bool = True) -> list[inspect.Param
             "--config", "-c", help="YAML configuration (default: $YOUNG_CONFIG).", metavar="FILE")], None),
         _param("output_dir", Annotated[Optional[str], typer.Option(
             "--output-dir", "-o", help="Write products here instead of beside the inputs.", metavar="DIR")], None),
-        _param("force", Annotated[bool, typer.Option("--force", "-f", help="Redo products that are up to date.")], False),
+        _param("force", Annotated[bool, typer.Option(
+            "--force", "-f", help="Redo products that are up to date.")], False),
         _param("sets", Annotated[Optional[list[str]], typer.Option(
             "--set", help="jwst step parameter STEP.PARAM=VALUE (repeatable).", metavar="STEP.PARAM=VALUE")], None),
         _param("crds_context", Annotated[Optional[str], typer.Option(
             "--crds-context", help="Pin the CRDS context, e.g. jwst_1322.pmap.", metavar="PMAP")], None),
         _param("jobs", Annotated[int, typer.Option(
             "--jobs", "-j", min=1, help="Local worker processes (ignored under mpiexec/srun: one file per rank).")], 1),
-        _param("verbose", Annotated[int, typer.Option("--verbose", "-v", count=True, help="More talk on stderr (-vv: jwst's log).")], 0),
+        _param("verbose", Annotated[int, typer.Option(
+            "--verbose", "-v", count=True, help="More talk on stderr (-vv: jwst's log).")], 0),
         _param("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")], False),
         _param("debug", Annotated[bool, typer.Option("--debug", help="Show tracebacks.")], False),
         _param("version", Annotated[Optional[bool], typer.Option(

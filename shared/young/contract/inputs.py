@@ -1,4 +1,4 @@
-"""Input lists: arguments, stdin and directories (DESIGN.md, "Inputs").
+"""Input lists: arguments, stdin and directories (docs/architecture.md, "The tool contract").
 
 Paths come as arguments; with none and stdin not a terminal, one path per
 line on stdin (blank lines and ``#`` comments ignored).  A directory argument

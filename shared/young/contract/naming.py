@@ -1,4 +1,4 @@
-"""Product names (DESIGN.md, "The tool contract").
+"""Product names (docs/architecture.md, "The tool contract").
 
 A product name is ``<base>[_<tag>...]_<suffix>.fits`` where ``<base>`` is the
 JWST exposure name (``jw01345001001_02101_00001_nrca3``), the tags record the

@@ -39,8 +39,17 @@ from typing import Any, Callable
 from young import __version__
 from young.contract import atomic, crdsenv, inputs, naming, parallel, provenance
 from young.contract import config as configmod
-from young.contract.errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, InternalError, SkipError,
-                                   UsageError, YoungError, internal)
+from young.contract.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    InputError,
+    InternalError,
+    SkipError,
+    UsageError,
+    YoungError,
+    internal,
+)
 
 
 @dataclass(frozen=True)

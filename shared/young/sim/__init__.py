@@ -9,10 +9,17 @@ Modules:
 ``scene``       source catalogs, PSFs, rendering (pure numpy)
 ``artifacts``   background, 1/f noise, wisps, cosmic rays (pure numpy)
 ``ramps``       up-the-ramp sampling (pure numpy)
-``simulate``    presets and the orchestration of a whole set
+``presets``     presets of simulated sets and the plan of their exposures
+``stage1_model`` what jwst's stage 1 makes of the injected 1/f (the truth the tests use)
+``simulate``    the orchestration of a whole set
+``metrics``     figures against the truth (stripe residual, statistical floors)
+``report``      the demo's QA report
 
 The public entry point is :func:`young.sim.simulate.simulate` (also
 importable as ``young.sim.simulate_set``).
+
+May import: every layer below (contract, algorithms, steps, stage3); nothing
+imports the simulator (docs/architecture.md, "Layers").
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ def __getattr__(name):
 
         return simulate
     if name == "PRESETS":
-        from young.sim.simulate import PRESETS
+        from young.sim.presets import PRESETS
 
         return PRESETS
     raise AttributeError(name)

@@ -1,7 +1,7 @@
 """A synthetic, self-consistent local CRDS cache for simulated NIRCam imaging.
 
 :func:`write_crds_cache` writes the layout crds 14 reads offline
-(``/work/shared/OFFLINE-CRDS.md``)::
+(docs/simulator.md, "The offline CRDS cache")::
 
     ROOT/config/jwst/server_config            Python-literal dict (contexts, mappings)
     ROOT/config/jwst/ref_cache_subdir_mode    "instrument"

@@ -133,7 +133,8 @@ def wisp_section(sim: Path, out: Path, img_dir: Path) -> list[str]:
         inj = scales[pn.base]
         if fit is None:
             continue
-        lines.append(f"| {p.name} | {inj:.3f} | {fit:.3f} | {err or float('nan'):.3f} | {100 * (fit / inj - 1):+.1f}% |")
+        lines.append(f"| {p.name} | {inj:.3f} | {fit:.3f} | {err or float('nan'):.3f} "
+                     f"| {100 * (fit / inj - 1):+.1f}% |")
         before = p.with_name(p.name.replace("_wisp_cal", "_cal"))
         first = first or (before, p)
     if first and first[0].exists():
@@ -172,7 +173,7 @@ def stage3_section(sim: Path, out: Path) -> list[str]:
     from astropy.table import Table
 
     from young.algorithms import astrometry
-    from young.stage3 import driver as stage3
+    from young.stage3 import grid
 
     truth = Table.read(sim / "truth" / "catalog.ecsv")
     stars = truth[(truth["kind"] == "star") & ~truth["saturated"]]
@@ -200,7 +201,7 @@ def stage3_section(sim: Path, out: Path) -> list[str]:
             meas = np.asarray(cat["aper_total_flux"][i], float) * 1e9  # Jy -> nJy
             dm = -2.5 * np.log10(meas / np.asarray(stars[col][j], float))
             dm = dm[np.isfinite(dm)]
-        same = "yes" if reference is None or not stage3.check_same_grid(i2d, reference) else "NO"
+        same = "yes" if reference is None or not grid.check_same_grid(i2d, reference) else "NO"
         lines.append(f"| {filt} | {i2d.name} | {same} | {len(i)} | {mx:+.2f}, {my:+.2f} | {rms:.2f} | "
                      f"{np.median(dm) if dm.size else float('nan'):+.4f} | "
                      f"{np.median(np.abs(dm)) if dm.size else float('nan'):.4f} |")
@@ -215,7 +216,8 @@ def write_report(sim: Path, out: Path) -> Path:
     sim, out = Path(sim), Path(out)
     img_dir = out / "report-images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    meta = json.loads((sim / "truth" / "exposures.json").read_text()) if (sim / "truth" / "exposures.json").exists() else {}
+    exposures = sim / "truth" / "exposures.json"
+    meta = json.loads(exposures.read_text()) if exposures.exists() else {}
     lines = ["# YOUNG demo report", "",
              f"Simulated set `{sim}` (preset {meta.get('young_sim', {}).get('preset', '?')}, seed "
              f"{meta.get('young_sim', {}).get('seed', '?')}); "

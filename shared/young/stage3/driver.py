@@ -34,8 +34,17 @@ from typing import Sequence
 from young.contract import config as configmod
 from young.contract import crdsenv, inputs, parallel
 from young.contract.errors import EXIT_OK, InputError, UsageError, YoungError
-from young.contract.runner import (Common, Outcome, Reporter, env_view, execute, guarded, set_environment,
-                                   stopped, worker_init)
+from young.contract.runner import (
+    Common,
+    Outcome,
+    Reporter,
+    env_view,
+    execute,
+    guarded,
+    set_environment,
+    stopped,
+    worker_init,
+)
 from young.stage3.exposures import Exposure, Group, group_exposures, read_exposure, reference_order
 from young.stage3.group import STAGE3, TOOL, GroupRun, parameters, reference_info, task
 from young.stage3.memory import available_memory, group_estimates, mosaic_pixels, parse_memory, plan_memory

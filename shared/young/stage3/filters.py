@@ -6,7 +6,6 @@ Stage 3 reduces one group per optical element, the longest wavelength first
 
 from __future__ import annotations
 
-
 #: Pivot wavelengths (micron) of the NIRCam imaging filters (JWST User Documentation,
 #: "NIRCam Filters"), filter-wheel and pupil-wheel elements alike.
 PIVOT_UM: dict[str, float] = {

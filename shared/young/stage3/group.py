@@ -127,7 +127,8 @@ def reference_info(run: GroupRun) -> dict[str, str]:
     paths = product_paths(run)
     grid = grid_of(paths["i2d"])
     return {"grid_file": str(paths["grid"].resolve()), "grid_digest": grid.digest(), "shape": grid.shape,
-            "refcat_file": str(paths["refcat"].resolve()), "refcat_digest": positions_digest(read_table(paths["refcat"]))}
+            "refcat_file": str(paths["refcat"].resolve()),
+            "refcat_digest": positions_digest(read_table(paths["refcat"]))}
 
 
 def process(job: Job) -> Made:

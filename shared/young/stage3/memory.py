@@ -13,7 +13,6 @@ from typing import Any, Mapping, Sequence
 from young.contract.errors import UsageError
 from young.stage3.exposures import Group, footprint_pixels
 
-
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 

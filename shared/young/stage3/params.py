@@ -7,7 +7,6 @@ from typing import Any, Iterable, Mapping
 
 from young.contract.errors import UsageError
 
-
 SEED_KEYS = {
     "pixel_scale": "resample.pixel_scale",
     "pixfrac": "resample.pixfrac",

@@ -164,11 +164,12 @@ def alignment_plot(cat_path: str | Path, refcat_path: str | Path | None, crfs: S
         stats.update(internal_n=n, internal_rms_mas=round(rms, 2), exposures=len(res))
         s_int = _arrow_scale(all_dx, all_dy, x, y)
         xg, yg = x[good], y[good]
-        for k, (name, idx, dx, dy) in enumerate(res):
+        for k, (_name, idx, dx, dy) in enumerate(res):
             q = ax_int.quiver(xg[idx], yg[idx], dx, dy, angles="xy", scale_units="xy", scale=1 / s_int,
                               color=f"C{k % 10}", width=0.002)
         _key(ax_int, q, s_int, all_dx, all_dy)
-        ax_int.set_title(f"exposures - mosaic: {len(res)} exp., {n} measures, rms {rms:.1f} mas", fontsize=9, loc="left")
+        ax_int.set_title(f"exposures - mosaic: {len(res)} exp., {n} measures, rms {rms:.1f} mas", fontsize=9,
+                         loc="left")
     else:
         ax_int.text(0.5, 0.5, "no per-exposure residuals", ha="center", va="center", transform=ax_int.transAxes)
     for ax in (ax_abs, ax_int):

@@ -18,7 +18,6 @@ from typing import Any
 
 from young.contract.errors import UsageError
 
-
 NETWORK_CATALOGS = ("GAIAREFCAT", "GAIADR3", "GAIADR2", "GAIADR1", "GAIADR3_S3")
 _RA_NAMES = ("ra", "ra_deg", "raj2000", "ra_icrs", "alpha_j2000", "ra_j2000", "radeg")
 _DEC_NAMES = ("dec", "dec_deg", "dej2000", "decj2000", "de_icrs", "delta_j2000", "dec_j2000", "dedeg")

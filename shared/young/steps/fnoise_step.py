@@ -60,7 +60,7 @@ pattern (data units), ``YNG1FNAN`` pixels newly flagged DO_NOT_USE, ``YNG1FWSP``
 beside the stripes (``none``), ``YNG1FWSS`` its provisional scale.
 
 Side products beside the product (``X_1f_rate.fits`` ->):
-``X_1f_rate_model.fits`` (``--save-model``: the subtracted pattern, data
+``X_1f_rate_model.fits`` (``--save-correction``: the subtracted pattern, data
 units, plus the row pattern and fallback rows per amplifier),
 ``X_1f_rate_mask.fits`` (``--save-mask``: 1 = source, 2 = bad pixel) and
 ``X_1f_rate.png`` (``--plot``: before, after, pattern, row profile per
@@ -151,7 +151,7 @@ class FnoiseStep(CorrectionStep):
             kw["YNG1FWSS"] = (round(res.wisp_scale, 5), "provisional wisp scale (wisp left in the data)")
         side = []
         bunit = model.meta.bunit_data
-        if p["save_model"]:
+        if p["save_correction"]:
             side.append(("model", ".fits", lambda path: write_model(path, res, bunit)))
         if p["save_mask"]:
             side.append(("mask", ".fits", lambda path: write_mask(path, res)))

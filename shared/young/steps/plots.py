@@ -26,7 +26,7 @@ def _pyplot():
 
 
 def fnoise_plot(path: Path, before: np.ndarray, res: Any, title: str = "") -> None:
-    """QA PNG of young-fnoise: the image before and after (same stretch), the subtracted pattern, the row profile per amplifier.
+    """QA PNG of young-fnoise: image before and after (same stretch), subtracted pattern, row profile per amplifier.
 
     ``res`` is the step's result (``young.steps.fnoise_step.Result``: corrected image, model, mask, diagnostics).
 

@@ -224,7 +224,7 @@ def template_for(path: Path, ext: str, model) -> tuple[np.ndarray, np.ndarray]:
     -------
     template : ndarray, shape of ``model.data``, float32
     region : ndarray of bool, same shape
-        :func:`young.wisp_geometry.template_region` of the full template, cut.
+        :func:`young.algorithms.wisp_geometry.template_region` of the full template, cut.
 
     Raises
     ------
@@ -257,7 +257,7 @@ def wisp_template(model, folder: str | None) -> tuple[np.ndarray | None, np.ndar
     """The wisp template young-wisp would use for this exposure, on its pixel grid, and its region.
 
     ``WISP_{DETECTOR}_{FILTER}_{PUPIL}.fits`` in ``folder``, the RATE or CAL
-    extension by product level, cut to the subarray (:func:`young.wisp_step.template_for`).
+    extension by product level, cut to the subarray (:func:`template_for`).
     ``(None, None, 'none')`` for detectors without wisps, filters without a
     template, no folder, or a readout the template's region does not reach.
 

@@ -30,7 +30,7 @@ FNOISE = """
     anchor_step = integer(min=1, default=4)  # gradient: rows between the anchors that tie the profile to the sky level
     hp_scale = float(min=0, default=32.0)  # gradient: rows below which the profile comes from the differences alone
     anchor_estimator = option('mode', 'median', default='mode')  # gradient: sky level of an anchor window
-    save_model = boolean(default=False)  # also write the subtracted pattern, X_1f_rate_model.fits
+    save_correction = boolean(default=False)  # also write the subtracted pattern, X_1f_rate_model.fits
     save_mask = boolean(default=False)  # also write the measurement mask, X_1f_rate_mask.fits (1 source, 2 bad)
     plot = boolean(default=False)  # also write a QA plot, X_1f_rate.png (before, after, pattern, row profiles)
 """
@@ -46,7 +46,7 @@ WISP = """
     dilate = float(min=0, default=3.0)  # dilation of the mapped long-wave mask (short-wave pixels)
     lw_dirs = string_list(default=list())  # also look in these folders for the long-wave partner (default: beside the input only)
     use_lw = boolean(default=True)  # mask sources with the long-wave partner's mask
-    save_model = boolean(default=False)  # also write the subtracted model and the fit's mask, X_wisp_cal_model.fits
+    save_correction = boolean(default=False)  # also write the subtracted model and the fit's mask, X_wisp_cal_model.fits
     plot = boolean(default=False)  # also write a QA plot, X_wisp_cal.png (before, model, after, scatter vs scale)
 """
 

@@ -131,7 +131,9 @@ def stage_app(spec: ToolSpec):
         option("param_file", Annotated[Optional[str], typer.Option(
             "--param-file", help=f"stpipe parameter file (.asdf/.cfg) for {pipeline}.", metavar="FILE")], None),
         option("prefetch", Annotated[Optional[bool], typer.Option(
-            "--prefetch/--no-prefetch", help="Fetch all CRDS references first (default: when running in parallel with a CRDS server; a serverless cache has nothing to fetch).")],
+            "--prefetch/--no-prefetch",
+            help="Fetch all CRDS references first (default: when running in parallel with a CRDS server; "
+                 "a serverless cache has nothing to fetch).")],
             None),
     ]
     if spec is STAGE2:

@@ -12,6 +12,7 @@ the input checks stay fast.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,6 @@ def _folder(value: str | None, what: str) -> str | None:
     if not folder.is_dir():
         raise UsageError(f"{what} not found", folder)
     return str(folder.resolve())
-
-
-def _config_source(section: dict) -> str:
-    return f"config {section.get('__file__', '')}".strip()
 
 
 def fnoise_params(section: dict, cli: dict) -> dict:
@@ -119,12 +116,9 @@ def bkg_params(section: dict, cli: dict) -> dict:
     return p
 
 
-def _product(tag: str):
-    def product(src: Path, output_dir: Path | None, params: dict) -> Path:
-        return naming.product_path(src, tag=tag, output_dir=output_dir)
-
-    product.__doc__ = f"``X_cal -> X_{tag}_cal`` (``X_rate -> X_{tag}_rate``)."
-    return product
+def tagged_product(tag: str, src: Path, output_dir: Path | None, params: dict) -> Path:
+    """``X_cal -> X_<tag>_cal`` (``X_rate -> X_<tag>_rate``), beside the input or in ``output_dir``."""
+    return naming.product_path(src, tag=tag, output_dir=output_dir)
 
 
 def validate_rate_or_cal(src: Path, params: dict):
@@ -137,9 +131,10 @@ def validate_cal(src: Path, params: dict):
     return models.validate_image(src, ("cal",))
 
 
-product_1f = _product("1f")
-product_wisp = _product("wisp")
-product_bkg = _product("bkg")
+# partials of a module-level function: the tool specification is pickled to --jobs workers and MPI ranks
+product_1f = functools.partial(tagged_product, "1f")
+product_wisp = functools.partial(tagged_product, "wisp")
+product_bkg = functools.partial(tagged_product, "bkg")
 
 FNOISE = ToolSpec(
     name="young-fnoise", section="fnoise", consumes=("rate", "cal"), product=product_1f,

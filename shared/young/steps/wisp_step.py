@@ -46,7 +46,7 @@ uncertainty (block jackknife; 0 when forced), ``YNGWISPT`` template file,
 file was skipped, a fit at its bound), ``YNGWISPF`` pixels flagged.
 
 Optional products beside the product (``X_wisp_cal.fits``):
-``X_wisp_cal_model.fits`` (``--save-model``: the subtracted model in the data's
+``X_wisp_cal_model.fits`` (``--save-correction``: the subtracted model in the data's
 units, extension WISP, and the source mask of the fit, extension MASK) and
 ``X_wisp_cal.png`` (``--plot``).
 """
@@ -132,7 +132,7 @@ class WispStep(CorrectionStep):
             keywords["YNGWISPN"] = note
         side = []
         bunit = model.meta.bunit_data
-        if p["save_model"]:
+        if p["save_correction"]:
             side.append(("model", ".fits", lambda path: write_model(path, res, tpath.name, bunit, mask)))
         if p["plot"]:
             after, bad = np.asarray(model.data), mask | dq_bad(dq_out)
