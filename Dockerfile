@@ -1,22 +1,22 @@
 # YOUNG image: the pinned toolchain of `make install` (constraints.txt), MPICH + mpi4py from the
 # pinned wheels, the young-* tools on PATH, make and this repository's Makefile.
 #
-#   docker build -t young:0.1.0 .
-#   docker run --rm young:0.1.0 selftest
-#   docker run --rm -v "$PWD:/data" -v "$HOME/crds_cache:/crds:ro" young:0.1.0 make all INPUT=raw
-#   apptainer build young.sif docker-daemon:young:0.1.0
+#   docker build -t young:0.2.0 .
+#   docker run --rm young:0.2.0 selftest
+#   docker run --rm -v "$PWD:/data" -v "$HOME/crds_cache:/crds:ro" young:0.2.0 make all INPUT=raw
+#   apptainer build young.sif docker-daemon:young:0.2.0
 #
 # apptainer.def builds the same image without Docker; tests/test_containers.py keeps the two in
-# step (same base, same install step, same labels and environment). docs/cluster.md: how to use it.
+# step (same base, same install step, same labels and environment). README.md ("On a cluster"): how to use it.
 
 # Python 3.11 (pyproject: requires-python >= 3.11) on Debian 12; the pinned wheels need glibc >= 2.28
 FROM python:3.11-slim-bookworm
 
 LABEL org.opencontainers.image.title="YOUNG" \
       org.opencontainers.image.description="JWST NIRCam imaging toolchain around the STScI jwst pipeline: uncal ramps to aligned mosaics and catalogs" \
-      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.version="0.2.0" \
       org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-bookworm" \
-      young.version="0.1.0" \
+      young.version="0.2.0" \
       young.jwst.version="3.0.0" \
       young.crds.context="jwst_1581.pmap"
 

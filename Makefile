@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make install   create $(VENV) with the pinned dependencies (constraints.txt) and YOUNG"
-	@echo "make test      install, then run the test suite"
+	@echo "make test      install, then the linter and the test suite"
 	@echo "make demo      install, simulate the demo field, run the whole chain, write demo-out/"
 	@echo "make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP='fnoise wisp bkg'] [MPI=N] [JOBS=N]"
 
@@ -28,6 +28,7 @@ $(STAMP): $(ROOT)/constraints.txt $(ROOT)/pyproject.toml
 	@touch $@
 
 test: install
+	$(BIN)/ruff check --quiet $(ROOT)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # regenerate the pins from a fresh resolution of pyproject's dependencies

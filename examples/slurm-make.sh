@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# YOUNG on one node with make -j, in the YOUNG Apptainer image (docs/cluster.md).
+# YOUNG on one node with make -j, in the YOUNG Apptainer image (README.md, "On a cluster").
 #
 #   sbatch examples/slurm-make.sh RAW_DIR OUT_DIR        RAW_DIR: a folder of *_uncal.fits
 #
@@ -43,7 +43,7 @@ CRDS_CACHE=$(readlink -f -- "${YOUNG_CRDS_CACHE:-$HOME/crds_cache}")
 CONFIG=${YOUNG_CONFIG:+$(readlink -f -- "$YOUNG_CONFIG")}
 read -r -a EXTRA <<<"${YOUNG_APPTAINER_ARGS:-}"
 
-[[ -f $IMAGE ]] || die "$IMAGE: no image (build it, see docs/cluster.md, or set YOUNG_IMAGE)"
+[[ -f $IMAGE ]] || die "$IMAGE: no image (build it, see README.md, or set YOUNG_IMAGE)"
 [[ -d $CRDS_CACHE/mappings/jwst ]] \
     || die "$CRDS_CACHE: no CRDS cache; fill it on a login node first (see the top of this script)"
 [[ -z $CONFIG || -f $CONFIG ]] || die "$CONFIG: no such config file"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# YOUNG on a Slurm cluster, across nodes, in the YOUNG Apptainer image (docs/cluster.md).
+# YOUNG on a Slurm cluster, across nodes, in the YOUNG Apptainer image (README.md, "On a cluster").
 #
 #   sbatch examples/slurm.sh RAW_DIR OUT_DIR        RAW_DIR: a folder of *_uncal.fits
 #
@@ -25,7 +25,7 @@
 #   YOUNG_SRUN_MPI=pmi2                 srun --mpi plugin (pmix where the site has no pmi2)
 #   YOUNG_STAGE3_CPUS=                  cores (hence memory) for stage 3; default: one node's tasks
 #   YOUNG_APPTAINER_ARGS=               more apptainer options (split at blanks), e.g. a host's
-#       Cray MPICH instead of the image's MPICH (docs/cluster.md; with YOUNG_SRUN_MPI=cray_shasta):
+#       Cray MPICH instead of the image's MPICH (README.md, "On a cluster"; with YOUNG_SRUN_MPI=cray_shasta):
 #       "--bind /opt/cray,/var/spool/slurmd --env MPI4PY_LIBMPI=$CRAY_MPICH_DIR/lib-abi-mpich/libmpi.so.12"
 #SBATCH --job-name=young
 #SBATCH --nodes=2
@@ -52,7 +52,7 @@ STAGE3_CPUS=${YOUNG_STAGE3_CPUS:-${SLURM_NTASKS_PER_NODE:-${SLURM_CPUS_ON_NODE:-
 STAGE3_CPUS=${STAGE3_CPUS%%(*}   # SLURM_NTASKS_PER_NODE may read "16(x2)"
 read -r -a EXTRA <<<"${YOUNG_APPTAINER_ARGS:-}"
 
-[[ -f $IMAGE ]] || die "$IMAGE: no image (build it, see docs/cluster.md, or set YOUNG_IMAGE)"
+[[ -f $IMAGE ]] || die "$IMAGE: no image (build it, see README.md, or set YOUNG_IMAGE)"
 [[ -d $CRDS_CACHE/mappings/jwst ]] \
     || die "$CRDS_CACHE: no CRDS cache; fill it on a login node first (see the top of this script)"
 [[ -z $CONFIG || -f $CONFIG ]] || die "$CONFIG: no such config file"

@@ -65,5 +65,5 @@ def build_params(section, cli):
 
 SPEC = ToolSpec(
     name="young-fake", section="fnoise", consumes=("rate",), product=product, process=process,
-    validate=validate, build_params=build_params, applied_keyword="YNG1F",
+    validate=validate, build_params=build_params, applied_keyword="YNG1F", tag="1f",
 )

@@ -344,25 +344,29 @@ def test_bad_inputs_fail_one_line_each(prep, ped, tiny_rates, tmp_path):
     done = product(prep["raws"][0], ped["out"])
     good = prep["raws"][1]
     r = run("young-bkg", "-o", tmp_path / "o", junk, rate, done, good, check=1)
-    assert r.stdout.split() == [str(product(good, tmp_path / "o"))]
+    # a young-bkg product is passed on as it is (never corrected twice), in input order
+    assert r.stdout.split() == [str(done), str(product(good, tmp_path / "o"))]
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("young-bkg: /")]
-    assert len(err) == 3 and "Traceback" not in r.stderr
+    assert len(err) == 2 and "Traceback" not in r.stderr
     assert err[0] == f"young-bkg: {junk}: not a FITS file"
     assert err[1] == (f"young-bkg: {rate}: wrong product level: this is a rate product, "
                       "the tool reads *_cal.fits")
-    assert err[2].startswith(f"young-bkg: {done}: already corrected (YNGBKG=pedestal)")
-    assert "1 done, 0 up to date, 3 failed" in r.stderr
+    assert "1 done, 0 up to date, 2 failed, 1 already corrected (left alone)" in r.stderr
 
 
 def test_force_and_mask_options(prep, ped, tmp_path):
-    """--force applies it again; the ceers preset with an override masks less than young."""
+    """--force never corrects a corrected file (it is passed on untouched); the ceers preset with an override,
+    run on the original input, masks less than young and finds the same sky."""
     done = product(prep["raws"][0], ped["out"])
+    before = done.stat().st_mtime_ns
+    r = run("young-bkg", "-o", tmp_path, "--force", done, check=0)
+    assert r.stdout.split() == [str(done)] and done.stat().st_mtime_ns == before
+    assert "1 already corrected (left alone)" in r.stderr and not list(tmp_path.glob("*_bkg_bkg_*"))
     r = run("young-bkg", "-o", tmp_path, "--force", "--mask-preset", "ceers", "--tier-nsigma", "3,3,3,2.5",
-            done, check=0)
+            prep["raws"][0], check=0)
     h, h0 = fits.getheader(r.stdout.strip()), fits.getheader(done)
     assert h["YNGBKGM"] == "ceers+" and h["YNGBKGF"] < h0["YNGBKGF"]
-    # the sky of a pedestal-subtracted image is ~0
-    assert abs(h["YNGBKGL"]) < 0.1 * h["YNGBKGS"]
+    assert abs(h["YNGBKGL"] - h0["YNGBKGL"]) < 0.1 * h["YNGBKGS"]
 
 
 def test_usage_errors_exit_2(prep):

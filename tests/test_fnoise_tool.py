@@ -208,7 +208,7 @@ def test_products_headers_and_order(tiny_run, tiny_inputs, tiny_set):
         hist = "".join(str(x) for x in h["HISTORY"])
         hist = hist[hist.rindex("young-fnoise "):]
         params = json.loads(hist[hist.index("{"):hist.rindex("}") + 1])
-        assert params["tuning"] == {"clip_sigma": 3.0} and params["method"] is None
+        assert params["clip_sigma"] == 3.0 and params["method"] == "auto"
         assert naming.log_path(prod).is_file()
 
 
@@ -568,7 +568,7 @@ def test_bad_inputs_one_line_each_and_rest_produced(odd_run, odd_inputs):
     assert "Traceback" not in r.stderr
     assert any(str(f["not_fits"]) in ln and "not a FITS file" in ln for ln in errs)
     assert any(str(f["uncal"]) in ln and "wrong product level" in ln for ln in errs)
-    assert any(str(f["cfn"]) in ln and "clean_flicker_noise" in ln and "--force" in ln for ln in errs)
+    assert any(str(f["cfn"]) in ln and "clean_flicker_noise" in ln and "never applied twice" in ln for ln in errs)
     assert "young-fnoise: 3 done, 0 up to date, 3 failed" in r.stderr
     made = [Path(p).name for p in r.stdout.split()]
     assert made == [naming.product_path(f[k], tag="1f").name for k in ("one_output", "noutputs1_fullwidth", "nan")]
@@ -614,14 +614,27 @@ def test_outputs_from_metadata(odd_run, odd_inputs, tiny_run, tiny_set):
     assert rp.shape == (256, 4) and np.min(np.std(np.diff(rp, axis=1), axis=0)) > 0.05
 
 
-def test_second_application_refused_unless_forced(tiny_set, tiny_run, tmp_path):
+def test_second_application_never_even_forced(tiny_set, tiny_run, tiny_inputs, tmp_path):
+    """A 1/f product given back to young-fnoise (by name, or renamed: by its header) is passed on untouched,
+    --force or not; with its original input beside it, --force redoes the product from that input, once."""
     prod = next(p for p in tiny_run["products"] if p.name.endswith("nrca3_1f_rate.fits"))
-    r = run_tool("young-fnoise", "--config", tiny_set.config, "-o", tmp_path, prod, check=False)
-    assert r.returncode == 1 and r.stdout == ""
-    assert f"{prod}: already corrected (YNG1F=amp); refusing to apply it twice (--force overrides)" in r.stderr
-    r = run_tool("young-fnoise", "--config", tiny_set.config, "-o", tmp_path, "--force", "--no-flat", prod)
-    again = Path(r.stdout.strip())
-    assert again.name.endswith("_1f_1f_rate.fits") and fits.getheader(again, 0)["YNG1F"] == "amp"
+    renamed = tmp_path / prod.name.replace("_1f_rate", "_rate").replace("nrca3", "nrca3x")
+    shutil.copy(prod, renamed)
+    for force in ([], ["--force"]):
+        r = run_tool("young-fnoise", "--config", tiny_set.config, "-o", tmp_path, *force, prod, renamed)
+        assert r.stdout.split() == [str(prod), str(renamed)], r.stderr
+        assert "2 already corrected (left alone)" in r.stderr
+        assert not list(tmp_path.glob("*_1f_1f_*")) and not list(tmp_path.glob("*nrca3x_1f_*"))
+    # X_rate and X_1f_rate side by side, both listed (the natural glob): one product, made once
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    src = next(p for p in tiny_inputs if p.name.endswith("nrca3_rate.fits"))
+    shutil.copy(src, pair / src.name)
+    first = run_tool("young-fnoise", "--config", tiny_set.config, "--no-flat", pair / src.name)
+    made = Path(first.stdout.strip())
+    r = run_tool("young-fnoise", "--config", tiny_set.config, "--no-flat", "--force", *sorted(pair.glob("*.fits")))
+    assert r.stdout.split() == [str(made)], r.stderr
+    assert "1 done" in r.stderr and not list(pair.glob("*_1f_1f_*"))
 
 
 def test_directory_skips_corrected_products_and_resume(tiny_set, tiny_run, tmp_path):

@@ -685,7 +685,9 @@ def test_resume_and_failing_group_keeps_the_others(run3, tmp_path):
     assert "4 up to date, 1 failed" in r.stderr
     assert r.stdout.split() == run3.stdout  # the others' products, unchanged
     assert {p: p.stat().st_mtime for p in run3.out.rglob("*_i2d.fits")} == before
-    assert (run3.out / "f090w" / "jw09001_nircam_f090w.log").exists()
+    # the failed attempt's log is kept apart from any good product's log
+    assert (run3.out / "f090w" / "jw09001_nircam_f090w.failed.log").exists()
+    assert not (run3.out / "f090w" / "jw09001_nircam_f090w.log").exists()
     assert not (run3.out / "f090w" / "jw09001_nircam_f090w_i2d.fits").exists()
 
 

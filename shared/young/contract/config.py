@@ -250,11 +250,11 @@ def skip_steps(cfg: Config) -> set[str]:
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m young.config skip-steps FILE``: the Makefile's view of ``skip_steps``."""
+    """``python -m young.contract.config skip-steps FILE``: the Makefile's view of ``skip_steps``."""
     import sys
 
     if len(argv) != 2 or argv[0] != "skip-steps":
-        print("usage: python -m young.config skip-steps CONFIG", file=sys.stderr)
+        print("usage: python -m young.contract.config skip-steps CONFIG", file=sys.stderr)
         return 2
     try:
         print(" ".join(sorted(skip_steps(load(argv[1])))))

@@ -126,6 +126,19 @@ def product_path(
     return folder / pn.name
 
 
+def original_path(product: str | Path, tag: str) -> Path | None:
+    """The input a tool made ``product`` from, by name: ``X_1f_wisp_cal`` without ``wisp`` is ``X_1f_cal``.
+
+    Returns None when ``product`` does not carry ``tag`` (it is not that tool's product).
+    """
+    product = Path(product)
+    pn = parse(product)
+    if tag not in pn.tags:
+        return None
+    i = len(pn.tags) - 1 - pn.tags[::-1].index(tag)
+    return product.with_name(ProductName(pn.base, pn.tags[:i] + pn.tags[i + 1:], pn.suffix, pn.ext).name)
+
+
 def log_path(product: str | Path) -> Path:
     """The ``.log`` file written beside a product."""
     product = Path(product)

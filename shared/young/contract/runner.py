@@ -90,6 +90,10 @@ class ToolSpec:
         in the other workers while the prefetch runs.
     runs_jwst_steps : bool
         Whether ``--set STEP.PARAM=VALUE`` means anything to the tool.
+    tag : str, optional
+        The tag a correction adds to product names (``1f``): an input that
+        carries it is this tool's product, traced back to its original input
+        (:func:`plan`).
     """
 
     name: str
@@ -104,6 +108,7 @@ class ToolSpec:
     applied_keyword: str | None = None
     warm: Callable[[], Any] | str | None = None
     runs_jwst_steps: bool = False
+    tag: str | None = None
 
 
 def resolve(ref: Callable | str | None) -> Callable | None:
@@ -241,6 +246,8 @@ class Plan:
 
 # --------------------------------------------------------------------------- worker side
 
+#: :attr:`Outcome.message` of a product that did not need redoing
+UP_TO_DATE = "up to date"
 #: the CRDS settings each product's log records
 CRDS_LOGGED = ("CRDS_PATH", "CRDS_CONTEXT", "CRDS_SERVER_URL", "CRDS_READONLY_CACHE")
 
@@ -276,6 +283,8 @@ def _configure_logging(verbose: int) -> None:
         h.setLevel(logging.INFO if verbose > 1 else logging.WARNING)
         h.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         root.addHandler(h)
+    else:  # library chatter goes to the product logs only, never to Python's last-resort stderr handler
+        root.addHandler(logging.NullHandler())
     logging.captureWarnings(True)
     try:  # CRDS keeps its own console handler: route it through logging instead
         from crds.core import log as crds_log
@@ -388,16 +397,19 @@ def execute(payload) -> Outcome:
             raise InputError(f"cannot write products to {dst.parent}: "
                              f"{getattr(exc, 'strerror', None) or exc}", src) from None
         header = spec.validate(src, params) if spec.validate else None
-        if spec.applied_keyword and header is not None and header.get(spec.applied_keyword) and not force:
-            raise InputError(
-                f"already corrected ({spec.applied_keyword}={header.get(spec.applied_keyword)}); "
-                "refusing to apply it twice (--force overrides)", src)
+        if spec.applied_keyword and header is not None and header.get(spec.applied_keyword):
+            # already this tool's product (by its header): a correction is never applied twice; the
+            # input is passed on as it is, so a chain fed a mix of raw and corrected files goes on
+            out.status, out.dst = "skipped", task.src
+            out.message = f"already corrected ({spec.applied_keyword}={header.get(spec.applied_keyword)}): left alone"
+            out.products = [task.src]
+            return out
         # first: a writer killed after moving its product into place (before removing its work
         # folder) leaves a finished product whose temporaries only this cleans
         atomic.clean_stale(dst)
         atomic.clean_stale(logfile)
         if not force and up_to_date(task, params):
-            out.status, out.message = "skipped", "up to date"
+            out.status, out.message = "skipped", UP_TO_DATE
             out.products = list(task.products or (task.dst,))
             return out
         work = atomic.tmp_name(dst)
@@ -425,7 +437,8 @@ def execute(payload) -> Outcome:
         out.status, out.message = "skipped", exc.line()
     except YoungError as exc:
         out.message = exc.line() if exc.path else f"{label}: {exc.line()}"
-        log.error("failed: %s", out.message)
+        if handler is not None:
+            log.error("failed: %s", out.message)
         if debug:
             out.traceback = traceback.format_exc()
     except BaseException as exc:  # noqa: BLE001 - one failing input must not stop the others
@@ -434,7 +447,8 @@ def execute(payload) -> Outcome:
             reason = f"interrupted ({type(exc).__name__})"
         out.message = f"{label}: {reason}" + (f" (log: {failed_log})" if handler is not None else "")
         out.traceback = traceback.format_exc()
-        log.error("failed: %s\n%s", reason, out.traceback)
+        if handler is not None:
+            log.error("failed: %s\n%s", reason, out.traceback)
         if not debug:
             out.traceback = None
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -508,24 +522,42 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
         if item.error is not None:
             outcomes.append(Outcome(i, str(item.path), None, "failed", item.error.line()))
             continue
+        src = item.path
         try:
-            dst = spec.product(item.path, out_dir, params)
+            original = naming.original_path(src, spec.tag) if spec.tag else None
+        except ValueError:
+            original = None
+        if original is not None:
+            # this tool's own product (X_1f_rate to young-fnoise): never corrected again; traced back to its
+            # input when that is there (so --force redoes it from there), else passed on as it is
+            if not original.exists():
+                outcomes.append(Outcome(i, str(src), str(src), "skipped",
+                                        f"already corrected ({spec.tag} in its name): left alone",
+                                        products=[str(src)]))
+                continue
+            src = original
+        try:
+            dst = spec.product(src, out_dir, params)
         except ValueError as exc:
-            outcomes.append(Outcome(i, str(item.path), None, "failed", f"{item.path}: {exc}"))
+            outcomes.append(Outcome(i, str(src), None, "failed", f"{src}: {exc}"))
             continue
         except YoungError as exc:
-            outcomes.append(Outcome(i, str(item.path), None, "failed", exc.line()))
+            outcomes.append(Outcome(i, str(src), None, "failed", exc.line()))
             continue
-        if dst.resolve() == item.path.resolve():
-            outcomes.append(Outcome(i, str(item.path), None, "failed",
-                                    f"{item.path}: product would overwrite the input; inputs are never modified"))
+        if dst.resolve() == src.resolve():
+            outcomes.append(Outcome(i, str(src), None, "failed",
+                                    f"{src}: product would overwrite the input; inputs are never modified"))
             continue
         if dst in dsts:
-            outcomes.append(Outcome(i, str(item.path), None, "failed",
-                                    f"{item.path}: makes the same product as {dsts[dst]} ({dst})"))
+            if dsts[dst] == str(src):  # the input and its product both listed: made (or checked) once
+                outcomes.append(Outcome(i, str(item.path), None, "skipped",
+                                        "already corrected (listed with its input): left alone"))
+                continue
+            outcomes.append(Outcome(i, str(src), None, "failed",
+                                    f"{src}: makes the same product as {dsts[dst]} ({dst})"))
             continue
-        dsts[dst] = str(item.path)
-        tasks.append(Task(i, str(item.path), str(dst)))
+        dsts[dst] = str(src)
+        tasks.append(Task(i, str(src), str(dst)))
     return Plan(tasks, outcomes, params, env, len(items), warnings_)
 
 
@@ -603,10 +635,12 @@ class Reporter:
         if self.progress is not None:
             self.progress.stop()
         counts = {s: sum(1 for r in self.results.values() if r.status == s) for s in ("done", "skipped", "failed")}
+        alone = sum(1 for r in self.results.values() if r.status == "skipped" and r.message.endswith("left alone"))
         peak = max((r.rss_mb for r in self.results.values()), default=0.0)
         bad = f", {self.rejected} input file(s) rejected" if self.rejected else ""
-        self.say(f"{self.tool}: {counts['done']} {self.unit}done, {counts['skipped']} up to date, "
-                 f"{counts['failed']} failed{bad} in {time.monotonic() - self.t0:.1f} s"
+        left = f", {alone} already corrected (left alone)" if alone else ""
+        self.say(f"{self.tool}: {counts['done']} {self.unit}done, {counts['skipped'] - alone} up to date, "
+                 f"{counts['failed']} failed{bad}{left} in {time.monotonic() - self.t0:.1f} s"
                  + (f" (peak memory per process {peak:.0f} MB)" if peak else ""))
         return EXIT_FAILED if (counts["failed"] or self.rejected) else EXIT_OK
 

@@ -152,7 +152,8 @@ def convert(param: Param, value: Any, source: str) -> Any:
             text = f"use one of {', '.join(param.choices)}, not {value!r}"
         elif not text:
             text = f"invalid value {value!r}"
-        raise UsageError(f"{source}: {text} ({param.check.split('(')[0]})") from None
+        kind = "" if param.kind == "option" else f" ({param.check.split('(')[0]})"
+        raise UsageError(f"{source}: {text}{kind}") from None
 
 
 def unknown_key_message(key: str, known: Iterable[str], where: str) -> str:
@@ -178,7 +179,8 @@ def resolve(params: Mapping[str, Param], config: Mapping[str, Any], cli: Mapping
     config_source : str
         How to name the config in errors (``young.yaml: fnoise``).
     cli_flags : mapping, optional
-        Option name per parameter where it is not :attr:`Param.flag`.
+        Option declarations per parameter where they are not :attr:`Param.flag`
+        (a string or a tuple; the first long name is used in errors).
 
     Returns
     -------
@@ -190,7 +192,7 @@ def resolve(params: Mapping[str, Param], config: Mapping[str, Any], cli: Mapping
     UsageError
         A value of the wrong type or out of range, naming its source.
     """
-    flags = cli_flags or {}
+    flags = {k: (v if isinstance(v, str) else v[0]).split("/")[0] for k, v in (cli_flags or {}).items()}
     out: dict[str, Any] = {}
     for name, p in params.items():
         if cli.get(name) is not None:

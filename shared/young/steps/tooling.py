@@ -35,12 +35,12 @@ METAVARS = {"user_mask": "FITS", "wisp_templates": "DIR", "templates": "DIR", "l
             "ring_radius_in": "PX", "ring_width": "PX"}
 
 
-def _folder(value: str | None, what: str) -> str | None:
+def _folder(value: str | None, what: str, where: str) -> str | None:
     if not value:
         return None
     folder = Path(str(value)).expanduser()
     if not folder.is_dir():
-        raise UsageError(f"{what} not found", folder)
+        raise UsageError(f"{what} not found ({where})", folder)
     return str(folder.resolve())
 
 
@@ -63,7 +63,7 @@ def fnoise_params(section: dict, cli: dict) -> dict:
         p["user_mask"] = str(path.resolve())
         p["user_mask_mtime"] = path.stat().st_mtime
     templates = p["wisp_templates"] or section.get("wisp_directory")
-    p["wisp_templates"] = (_folder(templates, "wisp template folder (--wisp-templates / wisp_directory)")
+    p["wisp_templates"] = (_folder(templates, "wisp template folder", "--wisp-templates / wisp_directory")
                            if p["wisp_model"] else None)
     return p
 
@@ -79,15 +79,15 @@ def wisp_params(section: dict, cli: dict) -> dict:
         A value the spec does not allow, bounds not increasing, a missing folder.
     """
     p = resolve(WISP_PARAMS, section, cli, "wisp config", WISP_FLAGS)
-    p["templates"] = _folder(p["templates"] or section.get("wisp_directory"),
-                             "wisp template folder (--templates / wisp_directory)")
+    p["templates"] = _folder(p["templates"] or section.get("wisp_directory"), "wisp template folder",
+                             "--templates / wisp_directory")
     lo, hi = p["bounds"]
     if not hi > lo:
         raise UsageError(f"--bounds: expected LO < HI, got {lo}, {hi}")
     p["bounds"] = [float(lo), float(hi)]
     if p["flag_threshold"] is not None and p["flag_threshold"] <= 0:
         raise UsageError("--flag-threshold: must be > 0 (data units, e.g. MJy/sr)")
-    p["lw_dirs"] = [_folder(d, "long-wave folder (--lw-dir)") for d in p["lw_dirs"] or []]
+    p["lw_dirs"] = [_folder(d, "long-wave folder", "--lw-dir") for d in p["lw_dirs"] or []]
     return p
 
 
@@ -139,17 +139,17 @@ product_bkg = functools.partial(tagged_product, "bkg")
 FNOISE = ToolSpec(
     name="young-fnoise", section="fnoise", consumes=("rate", "cal"), product=product_1f,
     process="young.steps.fnoise_step:process", validate=validate_rate_or_cal, accept=models.not_tagged("1f"),
-    build_params=fnoise_params, uses_crds=True, applied_keyword="YNG1F",
+    build_params=fnoise_params, uses_crds=True, applied_keyword="YNG1F", tag="1f",
 )
 WISP = ToolSpec(
     name="young-wisp", section="wisp", consumes=("rate", "cal"), product=product_wisp,
     process="young.steps.wisp_step:process", validate=validate_rate_or_cal, accept=models.not_tagged("wisp"),
-    build_params=wisp_params, applied_keyword="YNGWISP",
+    build_params=wisp_params, applied_keyword="YNGWISP", tag="wisp",
 )
 BKG = ToolSpec(
     name="young-bkg", section="bkg", consumes=("cal",), product=product_bkg,
     process="young.steps.bkg_step:process", validate=validate_cal, accept=models.not_tagged("bkg"),
-    build_params=bkg_params, applied_keyword="YNGBKG",
+    build_params=bkg_params, applied_keyword="YNGBKG", tag="bkg",
 )
 
 _HELP = {
