@@ -287,8 +287,8 @@ def test_long_wave_and_filters_without_template_pass_through(case):
 def test_real_tiny_set_has_no_wisp_on_the_strip(case, tiny_set, tiny_cals, tmp_path):
     """With the simulator's own templates (the config's wisp_directory) the strip sees no wisp.
 
-    Same run: a file that is not FITS and a product given again, each
-    failing with one line naming it, while the good file is still made.
+    Same run: a file that is not FITS fails with one line naming it; a product given again is passed on
+    untouched (never corrected twice); the good file is still made.
     """
     raw = by_name(tiny_cals, f"{VISIT}_00001_nrca3")
     junk = tmp_path / "junk_cal.fits"
@@ -296,15 +296,14 @@ def test_real_tiny_set_has_no_wisp_on_the_strip(case, tiny_set, tiny_cals, tmp_p
     again = product(case, "00001", "nrcalong")  # made by the main run (passed through)
     r = run("young-wisp", "--config", tiny_set.config, "-o", tmp_path, raw, junk, again, check=1)
     made = tmp_path / raw.name.replace("_cal.fits", "_wisp_cal.fits")
-    assert r.stdout.split() == [str(made)]
+    assert r.stdout.split() == [str(made), str(again)]
     h = fits.getheader(made)
     assert h["YNGWISP"] == "SKIPPED" and "no significant wisp on this SUBGRISM256 readout" in h["YNGWISPN"]
     np.testing.assert_array_equal(fits.getdata(raw, "SCI"), fits.getdata(made, "SCI"))
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("young-wisp: /")]
-    assert len(err) == 2 and "Traceback" not in r.stderr
+    assert len(err) == 1 and "Traceback" not in r.stderr
     assert err[0] == f"young-wisp: {junk}: not a FITS file"
-    assert err[1].startswith(f"young-wisp: {again}: already corrected (YNGWISP=SKIPPED)")
-    assert "1 done, 0 up to date, 2 failed" in r.stderr
+    assert "1 done, 0 up to date, 1 failed, 1 already corrected (left alone)" in r.stderr
 
 
 # --------------------------------------------------------------------------- errors and options

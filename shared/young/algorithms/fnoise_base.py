@@ -35,14 +35,8 @@ class FnoiseParams:
     fallback_k : float
         ``amp``: an amplifier row whose value deviates from the full-row value
         (after removing the amplifier's offset) by more than ``fallback_k``
-        expected errors takes the full-row value; 0 disables.  For Gaussian
-        errors k = 5 would already give 0.005 false triggers per full frame
-        (2040 x 4 rows, two-sided p = 5.7e-7), but the rows of one 1/f
-        realisation are heavier-tailed than that: on 24 simulated full frames
-        with 1/f stripes of 1 sigma rms (half common) the false triggers were
-        8, 3 and 0 for k = 5, 5.5 and 6.  k = 6 keeps clean data untouched and
-        still catches a contaminated amplifier row whose median moves by
-        ~0.4 sigma when the 1/f noise is mostly common (weak tau).
+        expected errors takes the full-row value; 0 disables (why 6:
+        docs/algorithms.md, "1/f noise").
     fallback_interp : bool
         ``amp``: add to the fallback value the amplifier's deviation from the
         full row interpolated from the neighbouring rows that did not fall
@@ -59,11 +53,8 @@ class FnoiseParams:
         from the difference medians.
     diff_clip_sigma, diff_clip_maxiters : float, int
         ``gradient``: clipping of the difference medians (default none: a
-        plain median; the percentile cut already removes bright pixels).  A
-        median of differences does not telescope like a mean, its errors add
-        up as a random walk, and clipping makes each step noisier (per-step
-        error 0.080 sigma plain, 0.105 sigma after 5 iterations of 2-sigma
-        clipping, for 512 pixels).
+        plain median; the percentile cut already removes bright pixels, and
+        clipping makes each step of the integrated profile noisier).
     grad_mask_thresh : float
         ``gradient``: an amplifier segment in which more than this fraction of
         the difference pairs are excluded (bright or bad pixels) uses the

@@ -314,6 +314,7 @@ def in_this_process(env: dict, verbose: int):
     saved = (root.level, list(root.handlers), logging.getLogger("py.warnings").handlers[:])
     try:
         os.environ.update(env)
+        tune_malloc()  # process-wide but harmless: it only changes when freed memory goes back to the system
         _configure_logging(verbose)
         yield
     finally:
