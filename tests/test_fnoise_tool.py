@@ -66,9 +66,10 @@ def base_of(path: Path) -> str:
     return naming.parse(path).base
 
 
-def truth_of(root: Path, base: str) -> tuple[np.ndarray, np.ndarray]:
+def truth_of(root: Path, base: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The injected 1/f pattern, the truth's DQ and the noiseless source image (DN/s)."""
     with fits.open(root / "truth" / "oneoverf" / f"{base}_1f_truth.fits") as h:
-        return h["SCI"].data.astype(np.float32), h["DQ"].data
+        return h["SCI"].data.astype(np.float32), h["DQ"].data, h["SOURCES"].data.astype(np.float32)
 
 
 def read(path: Path) -> dict:
@@ -109,15 +110,9 @@ def offset_limit(res) -> float:
     return 0.5 * res.residual_rms
 
 
-def figures(original, corrected, truth, truth_dq, dq, scale=1.0, exclude=None):
-    """(residual, oracle floor) of one corrected image, in truth units."""
-    data = original * scale
-    good = qa_metrics.sky_pixels(data - truth, dq, truth_dq)
-    if exclude is not None:
-        good &= ~exclude
-    res = qa_metrics.stripe_residual((original - corrected) * scale, truth, good, 4)
-    floor = qa_metrics.oracle_floor(data, truth, good, 4)
-    return res, floor, good
+def figures(original, corrected, truth, truth_dq, sources, dq, scale=1.0, exclude=None):
+    """(residual, statistical floor, truly source-free pixels) of one corrected image, in truth units."""
+    return qa_metrics.truth_figures(original, corrected, truth, truth_dq, sources, dq, 4, scale, exclude)
 
 
 def blob_geometry(root: Path, base: str):
@@ -250,12 +245,12 @@ def test_weak_stripes_within_floor(tiny_set, tiny_run, tiny_inputs):
     rates = {base_of(p): p for p in tiny_run["products"] if naming.parse(p).suffix == "rate"}
     for src, prod in zip(tiny_inputs, tiny_run["products"]):
         base, level = base_of(src), naming.parse(src).suffix
-        truth, tdq = truth_of(tiny_set.root, base)
+        truth, tdq, src_img = truth_of(tiny_set.root, base)
         fpath = flat_path(crds, rates[base])
         flat = references.flat_for(open_model(src), str(fpath))
         scale = to_rate_units(tiny_set.root, base, level, flat)
         a, b = read(src), read(prod)
-        res, floor, good = figures(a["SCI"], b["SCI"], truth, tdq, a["DQ"], scale)
+        res, floor, good = figures(a["SCI"], b["SCI"], truth, tdq, src_img, a["DQ"], scale)
         inj_offsets = qa_metrics.row_medians(truth, good, 4)
         inj_offsets = np.nanmedian(inj_offsets, axis=0) - np.nanmedian(inj_offsets)
         print(f"{prod.name}: amp residual {res.fraction:.3f}, floor {floor.fraction:.3f}, "
@@ -265,7 +260,7 @@ def test_weak_stripes_within_floor(tiny_set, tiny_run, tiny_inputs):
         if level == "rate":  # the gradient method in-process on the same file
             model = open_model(src)
             g = fnoise_step.correct_model(model, tooling.fnoise_params({}, {"method": "gradient"}), str(fpath))
-            gres, _, _ = figures(a["SCI"], g.corrected, truth, tdq, a["DQ"])
+            gres, _, _ = figures(a["SCI"], g.corrected, truth, tdq, src_img, a["DQ"])
             print(f"   gradient residual {gres.fraction:.3f}")
             assert gres.fraction <= 2.0 * floor.fraction
 
@@ -279,12 +274,12 @@ def test_strong_stripes_removed(strong_set, strong_runs):
     """
     root = strong_set["root"]
     src = strong_set["rates"][SW]
-    truth, tdq = truth_of(root, SW)
+    truth, tdq, src_img = truth_of(root, SW)
     a = read(src)
     assert fits.getheader(strong_runs["amp"][SW], 0)["YNG1FFB"] == "0,0,0,0"
     for method, limit in (("amp", 0.10), ("gradient", 0.15)):
         b = read(strong_runs[method][SW])
-        res, floor, good = figures(a["SCI"], b["SCI"], truth, tdq, a["DQ"])
+        res, floor, good = figures(a["SCI"], b["SCI"], truth, tdq, src_img, a["DQ"])
         sigma = qa_metrics.pixel_sigma(a["SCI"] - truth, good)
         inj = qa_metrics.row_medians(truth, good, 4)
         inj_off = np.nanmedian(inj, axis=0) - np.nanmedian(inj)
@@ -306,7 +301,7 @@ def test_stars_untouched(strong_set, strong_runs):
     """
     root = strong_set["root"]
     src = strong_set["rates"][SW]
-    truth, tdq = truth_of(root, SW)
+    truth, tdq, src_img = truth_of(root, SW)
     a = read(src)
     clean = a["SCI"] - truth
     trows = np.repeat(qa_metrics.row_medians(truth, np.isfinite(truth), 4, 1), 512, axis=1)
@@ -325,7 +320,7 @@ def test_stars_untouched(strong_set, strong_runs):
     for method in ("amp", "gradient"):
         b = read(strong_runs[method][SW])
         model = a["SCI"] - b["SCI"]
-        res, _, _ = figures(a["SCI"], b["SCI"], truth, tdq, a["DQ"])
+        res, _, _ = figures(a["SCI"], b["SCI"], truth, tdq, src_img, a["DQ"])
         f_min = 3 * res.residual_rms * ap.sum() / np.sqrt(2 * R + 1) / 0.002
         changes = []
         for i, row in enumerate(cat):
@@ -357,7 +352,7 @@ def blob_case(strong_set, strong_runs):
     """NRCALONG with the blob: model, truth, the blob's geometry and sky pixels away from it."""
     root = strong_set["root"]
     src = strong_set["rates"][LW]
-    truth, tdq = truth_of(root, LW)
+    truth, tdq, src_img = truth_of(root, LW)
     x0, y0, re = blob_geometry(root, LW)
     yy, xx = np.indices(truth.shape)
     r = np.hypot(xx - x0, yy - y0)
@@ -472,7 +467,7 @@ def test_fallback_on_contaminated_rows(tiny_set, tiny_rates):
     better than without the fallback: measured 0.24 / 0.76 DN/s (bright / dark band) with it,
     3.4 / 3.7 DN/s without; limit 0.3x."""
     src = next(p for p in tiny_rates if p.name.endswith("02101_00001_nrca3_rate.fits"))
-    truth, tdq = truth_of(tiny_set.root, base_of(src))
+    truth, tdq, src_img = truth_of(tiny_set.root, base_of(src))
     m = open_model(src)
     clean = m.data - truth
     sigma = qa_metrics.pixel_sigma(clean, np.isfinite(clean) & (m.dq == 0))
@@ -591,7 +586,7 @@ def test_outputs_from_metadata(odd_run, odd_inputs, tiny_run, tiny_set):
     one value per row across the width (and the injected common row pattern removed); the
     4-output tiny strips get four independent values."""
     pattern = odd_inputs["pattern"]
-    truth, _ = truth_of(tiny_set.root, base_of(odd_inputs["src"]))
+    truth, _, _ = truth_of(tiny_set.root, base_of(odd_inputs["src"]))
     for key, width, cols in (("one_output", 640, slice(512, 1152)), ("noutputs1_fullwidth", 2048, slice(0, 2048))):
         src = odd_inputs["files"][key]
         prod = odd_run["out"] / naming.product_path(src, tag="1f").name
@@ -777,10 +772,10 @@ def test_wisp_is_not_taken_for_stripes(tiny_set, wisp_case):
         assert abs(s_m - s_true) < 4 * e_m + 0.01
         assert abs(s_u / s_true - 1) > 0.3
         base = base_of(src)
-        truth, tdq = truth_of(tiny_set.root, base)
+        truth, tdq, src_img = truth_of(tiny_set.root, base)
         a, b, c = read(inp), read(fitted), read(src)
-        res, _, _ = figures(a["SCI"], b["SCI"], truth, tdq, a["DQ"])
-        _, floor, _ = figures(c["SCI"], c["SCI"], truth, tdq, c["DQ"])  # the oracle on the file without a wisp
+        res, _, _ = figures(a["SCI"], b["SCI"], truth, tdq, src_img, a["DQ"])
+        _, floor, _ = figures(c["SCI"], c["SCI"], truth, tdq, src_img, c["DQ"])  # the oracle on the file without a wisp
         print(f"   stripe residual {res.fraction:.3f} (floor without the wisp {floor.fraction:.3f})")
         assert res.fraction <= 1.5 * floor.fraction
 

@@ -564,6 +564,35 @@ def _variance_factor(data, var, usable, b, min_pairs):
 # entry point
 
 
+def large_scale_figure(data: np.ndarray, bad: np.ndarray, block: int = 64) -> float:
+    """How much sky structure an image holds on large scales: rms about zero of block medians (data units).
+
+    Medians of the usable pixels (``~bad``: sources and flags left out) of
+    ``block`` x ``block`` blocks with at least a quarter of their pixels usable;
+    the rms is about zero, so the sky level counts as much as its gradients.
+    Before a background subtraction it is about the sky; after, what is left
+    of it (``YNGBKG0``/``YNGBKG1``).
+
+    Returns
+    -------
+    float
+        NaN without a usable block.
+    """
+    ny, nx = data.shape
+    by, bx = ny // block, nx // block
+    if by == 0 or bx == 0:
+        block = min(ny, nx)
+        by, bx = ny // block, nx // block
+    x = np.where(bad, np.nan, data)[: by * block, : bx * block].astype(np.float32)
+    b = x.reshape(by, block, bx, block).transpose(0, 2, 1, 3).reshape(by, bx, block * block)
+    n = np.isfinite(b).sum(axis=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(b, axis=2)
+    v = med[(n >= block * block // 4) & np.isfinite(med)]
+    return float(np.sqrt(np.mean(v * v))) if v.size else float("nan")
+
+
 def subtract_background(
     data: np.ndarray,
     dq: np.ndarray | None,

@@ -226,9 +226,8 @@ def measure_amp(image: np.ndarray, exclude: np.ndarray, slices: list[slice],
     missing_cols = np.zeros(nx, dtype=bool)
     if p.columns:
         resid = data - expand_amps(row_pattern, slices, nx)
-        col_pattern = clipped_median(transposed(resid), p.clip_sigma,
-                                     p.clip_maxiters).median
-        col_pattern, missing_cols = fill_missing(col_pattern)
+        col_pattern, missing_cols = column_pattern(
+            clipped_median(transposed(resid), p.clip_sigma, p.clip_maxiters), p.min_column_pixels)
 
     return Diagnostics(
         method="amp", amp_slices=slices, row_pattern=row_pattern, col_pattern=col_pattern,
@@ -238,6 +237,81 @@ def measure_amp(image: np.ndarray, exclude: np.ndarray, slices: list[slice],
         missing_rows=missing_rows, missing_cols=missing_cols,
     )
 
+
+
+def stripe_figure(image: np.ndarray, bad: np.ndarray, slices: list[slice]) -> float:
+    """How striped an image looks: rms of its per-amplifier row medians and column medians (data units).
+
+    The medians run over every usable science pixel (``~bad``: sources
+    included, so the figure does not depend on the 1/f mask being judged),
+    each about its amplifier's median; rows use every other column and
+    columns every other row (speed).  Computed before and after a
+    correction, it shows whether the correction removed stripes or added
+    them (``YNG1FSP0``/``YNG1FSP1``).
+
+    Parameters
+    ----------
+    image : ndarray, shape (ny, nx)
+    bad : ndarray of bool, shape (ny, nx)
+        Pixels to leave out (flagged, non-finite, reference pixels).
+    slices : list of slice
+        Amplifier column blocks.
+
+    Returns
+    -------
+    float
+        ``sqrt(rms(row medians)^2 + rms(column medians)^2)``; NaN if nothing is usable.
+    """
+    x = np.where(bad, np.nan, image).astype(np.float32)
+    rows = clipped_median(amp_segments(x, slices)[:, :, ::2], 3.0, 0).median          # (ny, namp)
+    rows = rows - np.nanmedian(rows, axis=0, keepdims=True)
+    cols = clipped_median(transposed(x[::2]), 3.0, 0).median                            # (nx,)
+    cols = cols - np.nanmedian(cols)
+    r, c = rows[np.isfinite(rows)], cols[np.isfinite(cols)]
+    if not r.size or not c.size:
+        return float("nan")
+    return float(np.sqrt(np.mean(r * r) + np.mean(c * c)))
+
+
+def column_pattern(st, min_pixels: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The column pattern from per-column medians, kept only as far as the data support it.
+
+    Each column's median carries its noise ``e_j = 1.2533 sigma_j / sqrt(n_j)``
+    (``n_j`` unmasked pixels); the variance of a real column pattern is what
+    the medians scatter beyond that noise, ``tau^2 = var(m) - mean(e^2)``.
+    Each column keeps ``tau^2 / (tau^2 + e_j^2)`` of its median (the least-
+    squares shrinkage): 0 everywhere when there is no pattern above the noise,
+    ~1 for well-measured columns of a strong pattern, and 0 for columns with
+    fewer than ``min_pixels`` unmasked pixels, whose median would paint a
+    vertical stripe through a crowded region.
+
+    Parameters
+    ----------
+    st : ClippedStats
+        :func:`young.algorithms.stats.clipped_median` of the transposed residual (one row per column).
+    min_pixels : int
+        Columns with fewer unmasked pixels get no correction.
+
+    Returns
+    -------
+    pattern : ndarray, shape (nx,)
+        Zero-mean over the used columns.
+    unused : ndarray of bool, shape (nx,)
+        Columns left at zero for lack of pixels.
+    """
+    m = np.asarray(st.median, dtype=np.float64)
+    n = np.asarray(st.n_valid, dtype=np.float64)
+    use = np.isfinite(m) & (n >= min_pixels)
+    pattern = np.zeros(m.shape)
+    if use.sum() < 8:
+        return pattern, ~use
+    sig = np.nanmedian(np.asarray(st.sigma_iqr, dtype=np.float64)[use])
+    e2 = (1.2533 * sig) ** 2 / n[use]
+    level = np.median(m[use])
+    dev = m[use] - level
+    tau2 = max(float(np.mean(dev * dev) - np.mean(e2)), 0.0)
+    pattern[use] = dev * (tau2 / (tau2 + e2))
+    return pattern, ~use
 
 
 # --------------------------------------------------------------------------

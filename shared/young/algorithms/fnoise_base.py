@@ -48,6 +48,9 @@ class FnoiseParams:
         1/f rms ``tau``); False uses the fallback value alone (the seed).
     columns : bool
         Also measure and subtract the column pattern.
+    min_column_pixels : int
+        Columns with fewer unmasked pixels get no column correction (see
+        :func:`young.algorithms.fnoise.column_pattern`).
     bright_percentile : float
         ``gradient``: pixels above this percentile of the image are excluded
         from the difference medians.
@@ -93,6 +96,7 @@ class FnoiseParams:
     fallback_interp: bool = True
     fallback_blend: bool = True
     columns: bool = True
+    min_column_pixels: int = 32
     bright_percentile: float = 98.0
     diff_clip_sigma: float = 3.0
     diff_clip_maxiters: int = 0
@@ -102,7 +106,7 @@ class FnoiseParams:
     anchor_estimator: str = "mode"
     mode_width: float = 1.5
     mode_start: str = "hsm"
-    mask_preset: str = "young"
+    mask_preset: str = "compact"
     mask_overrides: dict = field(default_factory=dict)
     dq_bits: int | str = DEFAULT_BAD_BITS
     ref_border: int = 4

@@ -118,6 +118,13 @@ PRESETS: dict[str, MaskParams] = {
         tier_npixels=(15, 15, 5, 2),
         tier_dilate_size=(0, 0, 0, 3),
     ),
+    # For row and column statistics (the 1/f correction): the sources' light where it moves a median,
+    # and little more -- every masked pixel is one fewer in the median (docs/algorithms.md, "Source masks").
+    "compact": MaskParams(
+        tier_nsigma=(2.0, 2.0, 2.0, 2.0),
+        tier_npixels=(15, 15, 5, 2),
+        tier_dilate_size=(3, 3, 2, 2),
+    ),
 }
 
 

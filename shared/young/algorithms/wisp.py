@@ -589,6 +589,52 @@ def grid_scan_scale(
     }
 
 
+def template_residual(data: np.ndarray, template: np.ndarray, bad: np.ndarray, region: np.ndarray,
+                      noutputs: int = 1) -> float:
+    """Amplitude of the template's shape in ``data`` (data units at the template's peak).
+
+    The least-squares projection of the data onto the template over the
+    usable pixels of the template region, after each amplifier row of both
+    loses its mean over those pixels (so stripes and the sky level do not
+    project).  Before a subtraction it is about the wisp's peak; after, what
+    is left of it (``YNGWISP0``/``YNGWISP1``).
+
+    Parameters
+    ----------
+    data, template : ndarray, shape (ny, nx)
+    bad : ndarray of bool
+        Pixels not to use (sources, flags).
+    region : ndarray of bool
+        Template region.
+    noutputs : int
+        Amplifiers (row means per amplifier row).
+
+    Returns
+    -------
+    float
+        ``|a| * max(template)``; NaN without usable pixels.
+    """
+    use = region & ~bad & np.isfinite(data) & np.isfinite(template)
+    if use.sum() < 10:
+        return float("nan")
+    d = np.where(use, data, 0.0).astype(np.float64)
+    t = np.where(use, template, 0.0).astype(np.float64)
+    nx = data.shape[1]
+    w = nx // noutputs
+    for k in range(noutputs):
+        sl = slice(k * w, (k + 1) * w)
+        n = use[:, sl].sum(axis=1)
+        nz = np.maximum(n, 1)
+        d[:, sl] -= (d[:, sl].sum(axis=1) / nz)[:, None]
+        t[:, sl] -= (t[:, sl].sum(axis=1) / nz)[:, None]
+    d[~use] = 0.0
+    t[~use] = 0.0
+    tt = float(np.sum(t * t))
+    if tt <= 0:
+        return float("nan")
+    return abs(float(np.sum(t * d)) / tt) * float(np.nanmax(template))
+
+
 # --------------------------------------------------------------------------
 # applying the fit
 

@@ -342,7 +342,7 @@ WISP_DETECTORS = {"NRCA3": 0.7, "NRCA4": 0.35, "NRCB3": 0.5, "NRCB4": 1.0}
 # Components in units of the full-frame size (u = x/2048, v = y/2048, DMS):
 # ("lobe", u0, v0, sigma_major, sigma_minor, angle_deg, weight)
 # ("arc", uc, vc, radius, width, phi_start_deg, phi_end_deg, weight)
-_WISP_SHAPES = {
+_LOBES = {
     "NRCA3": [("lobe", 0.30, 0.78, 0.20, 0.09, 25, 1.0),
               ("arc", 0.05, 1.10, 0.55, 0.035, -80, -20, 0.8),
               ("arc", 0.05, 1.10, 0.42, 0.025, -75, -30, 0.5)],
@@ -355,6 +355,21 @@ _WISP_SHAPES = {
               ("arc", -0.05, -0.10, 0.60, 0.040, 20, 75, 0.9),
               ("arc", -0.05, -0.10, 0.46, 0.030, 25, 70, 0.6)],
 }
+# A second family, closer to the observed "streak" wisps: long narrow bands (very elongated
+# lobes) across a corner of the detector on a faint, broad diffuse halo that reaches whole
+# amplifier rows -- the shape a per-row 1/f estimate most easily takes for stripes.
+_STREAKS = {
+    "NRCA3": [("lobe", 0.35, 0.80, 0.40, 0.018, 18, 1.0), ("lobe", 0.45, 0.70, 0.35, 0.014, 22, 0.6),
+              ("lobe", 0.40, 0.75, 0.45, 0.25, 20, 0.25)],
+    "NRCA4": [("lobe", 0.25, 0.22, 0.38, 0.016, -25, 1.0), ("lobe", 0.30, 0.30, 0.30, 0.012, -20, 0.5),
+              ("lobe", 0.28, 0.25, 0.42, 0.22, -22, 0.25)],
+    "NRCB3": [("lobe", 0.72, 0.72, 0.40, 0.017, -35, 1.0), ("lobe", 0.65, 0.80, 0.32, 0.013, -30, 0.6),
+              ("lobe", 0.70, 0.75, 0.45, 0.24, -32, 0.25)],
+    "NRCB4": [("lobe", 0.30, 0.30, 0.42, 0.020, 32, 1.0), ("lobe", 0.40, 0.22, 0.34, 0.015, 28, 0.6),
+              ("lobe", 0.33, 0.28, 0.48, 0.26, 30, 0.3)],
+}
+#: wisp shape families (``Preset.wisp_shape``): the simulated wisps and the templates written with them
+WISP_SHAPE_FAMILIES = {"lobes": _LOBES, "streaks": _STREAKS}
 
 
 def _detector_key(detector: str) -> str:
@@ -378,7 +393,7 @@ def wisp_strength(detector: str, filt: str) -> float:
 
 
 def wisp_template(detector: str, filt: str, shape=(2048, 2048), rng: np.random.Generator | None = None,
-                  origin=(0, 0)) -> np.ndarray:
+                  origin=(0, 0), family: str = "lobes") -> np.ndarray:
     """Smooth, unit-peak wisp-like scattered-light pattern of a NIRCam detector.
 
     Diffuse lobes and arcs near the detector edge, as the wisps of A3, A4, B3
@@ -401,6 +416,8 @@ def wisp_template(detector: str, filt: str, shape=(2048, 2048), rng: np.random.G
         template used to correct it.
     origin : (int, int)
         Full-frame (y, x) of the array's [0, 0] (subarray offset, 0-based).
+    family : str
+        Shape family, a key of :data:`WISP_SHAPE_FAMILIES`.
 
     Returns
     -------
@@ -412,11 +429,12 @@ def wisp_template(detector: str, filt: str, shape=(2048, 2048), rng: np.random.G
     key = _detector_key(detector)
     ny, nx = shape
     out = np.zeros(shape, np.float32)
-    if key not in _WISP_SHAPES:
+    shapes = WISP_SHAPE_FAMILIES[family]
+    if key not in shapes:
         return out
     scale = 1.0 + 0.03 * (pivot_um(filt) - 2.0)
     comps = []
-    for comp in _WISP_SHAPES[key]:
+    for comp in shapes[key]:
         comp = list(comp)
         if rng is not None:
             comp[1] += rng.normal(0, 0.01)

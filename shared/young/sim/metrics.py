@@ -148,7 +148,8 @@ def pixel_sigma(image: np.ndarray, good: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - np.median(v))) / math.sqrt(2.0))
 
 
-def median_floor(clean: np.ndarray, good: np.ndarray, noutputs: int, min_pixels: int = 32) -> float:
+def median_floor(clean: np.ndarray, good: np.ndarray, noutputs: int, min_pixels: int = 32,
+                 truth: np.ndarray | None = None) -> float:
     """rms error of per-amplifier row medians of an image with pixel noise like ``clean``.
 
     Parameters
@@ -157,17 +158,28 @@ def median_floor(clean: np.ndarray, good: np.ndarray, noutputs: int, min_pixels:
         The stripe-free image (``original - truth``), for its pixel noise.
     good, noutputs, min_pixels
         As in :func:`stripe_residual`.
+    truth : ndarray, optional
+        The injected 1/f pattern: its variation along each amplifier row
+        (about the row's median) is noise to a row estimate too and is added
+        to the pixel noise.
 
     Returns
     -------
     float
         ``sqrt(mean over rows and amplifiers of (sqrt(pi/2) sigma_a)^2 / n)``,
-        truth units; ``sigma_a`` per amplifier from :func:`pixel_sigma`.
+        truth units; ``sigma_a`` per amplifier: :func:`pixel_sigma` of
+        ``clean``, with the along-row scatter of ``truth`` added in quadrature.
     """
     slices = fnoise.amp_slices(clean.shape[1], noutputs)
     var = []
     for sl in slices:
         sig = pixel_sigma(clean[:, sl], good[:, sl])
+        if truth is not None:
+            rows = row_medians(truth[:, sl], good[:, sl], 1, min_pixels)
+            dev = np.where(good[:, sl], truth[:, sl] - rows, np.nan)
+            v = dev[np.isfinite(dev)]
+            if v.size:
+                sig = float(np.hypot(sig, 1.4826 * np.median(np.abs(v - np.median(v)))))
         n = np.count_nonzero(good[:, sl], axis=1)
         n = n[n >= min_pixels]
         var.append((MEDIAN_EFFICIENCY * sig) ** 2 / n)
@@ -198,6 +210,110 @@ def oracle_floor(data: np.ndarray, truth: np.ndarray, good: np.ndarray, noutputs
     est = row_medians(data, good, noutputs, min_pixels)
     removed = np.repeat(est, data.shape[1] // noutputs, axis=1)
     return stripe_residual(removed, truth, good, noutputs, min_pixels)
+
+
+def true_sky_pixels(sources: np.ndarray, sigma: float, bad: np.ndarray, level: float = 0.1,
+                    grow: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels free of source light by the simulator's truth, and the true source footprint.
+
+    Parameters
+    ----------
+    sources : ndarray
+        The noiseless source image (``SOURCES`` of a 1/f truth file), same units as ``sigma``.
+    sigma : float
+        Pixel noise (:func:`pixel_sigma`).
+    bad : ndarray of bool
+        Pixels no statistic may use (flagged, non-finite, reference pixels).
+    level : float
+        A pixel belongs to a source where the source light exceeds ``level`` x ``sigma``:
+        below that it moves a median of hundreds of pixels by far less than its noise.
+    grow : int
+        The footprint is grown by this many pixels (centroid and PSF-model differences).
+
+    Returns
+    -------
+    good : ndarray of bool
+        Science pixels outside the footprint.
+    footprint : ndarray of bool
+    """
+    from scipy import ndimage
+
+    foot = np.asarray(sources) > level * sigma
+    if grow > 0:
+        foot = ndimage.binary_dilation(foot, structure=np.ones((3, 3), bool), iterations=grow)
+    return ~foot & ~bad, foot
+
+
+@dataclass
+class Floor:
+    """The statistical floor of a per-amplifier row estimate (:func:`truth_figures`).
+
+    Attributes
+    ----------
+    fraction : float
+        Floor as a fraction of the injected stripe rms (comparable with
+        :attr:`StripeResidual.fraction`).
+    rms : float
+        Floor in truth units.
+    footprint : float
+        Fraction of the usable science pixels inside the true source footprint.
+    sigma : float
+        Pixel noise of the stripe-free image.
+    """
+
+    fraction: float
+    rms: float
+    footprint: float
+    sigma: float
+
+
+def truth_figures(original: np.ndarray, corrected: np.ndarray, truth: np.ndarray, truth_dq: np.ndarray,
+                  sources: np.ndarray, dq: np.ndarray | None = None, noutputs: int = 4, scale=1.0,
+                  exclude: np.ndarray | None = None, level: float = 0.1,
+                  grow: int = 2) -> tuple[StripeResidual, Floor, np.ndarray]:
+    """The residual stripe fraction of a 1/f correction and its statistical floor, both from the truth.
+
+    Parameters
+    ----------
+    original, corrected : ndarray
+        The image before and after the correction (its own units).
+    truth, truth_dq, sources : ndarray
+        ``SCI``, ``DQ`` and ``SOURCES`` of the set's 1/f truth file (DN/s).
+    dq : ndarray, optional
+        The image's DQ (flagged pixels are out).
+    noutputs : int
+        Amplifiers.
+    scale : float or ndarray
+        Image units -> truth units (1 for a rate; flat / PHOTMJSR for a cal).
+    exclude : ndarray of bool, optional
+        More pixels to leave out of both figures.
+    level, grow : float, int
+        The true footprint (:func:`true_sky_pixels`).
+
+    Returns
+    -------
+    residual : StripeResidual
+        On the truly source-free pixels.
+    floor : Floor
+        :func:`median_floor` over the same pixels, with the along-row 1/f
+        scatter counted as noise -- what a per-amplifier row median that knew
+        exactly where the sources are could not beat.
+    good : ndarray of bool
+        The truly source-free, usable pixels.
+    """
+    data = np.asarray(original, dtype=np.float64) * scale
+    clean = data - truth
+    bad = ~np.isfinite(clean) | dq_bad(dq, DEFAULT_BAD_BITS, clean.shape) | (np.asarray(truth_dq) != 0)
+    bad |= fnoise.reference_pixels(clean.shape, dq)
+    sigma = pixel_sigma(clean, ~bad)
+    good, foot = true_sky_pixels(sources, sigma, bad, level, grow)
+    if exclude is not None:
+        good &= ~exclude
+    removed = (np.asarray(original, dtype=np.float64) - corrected) * scale
+    res = stripe_residual(removed, truth, good, noutputs)
+    rms = median_floor(clean, good, noutputs, truth=truth)
+    sci = ~bad
+    return res, Floor(rms / res.injected_rms, rms, float(foot[sci].mean()), sigma), good
 
 
 def sky_pixels(clean: np.ndarray, dq: np.ndarray | None = None, truth_dq: np.ndarray | None = None,

@@ -54,6 +54,16 @@ class Preset:
         scaled per file by 0.8-1.2; 0 disables 1/f noise.
     amp_offset_dn : float
         rms of per-amplifier per-group offsets (DN), part of the 1/f component.
+    one_over_f_common : float
+        Fraction of the 1/f variance common to all amplifiers (0..1): the
+        noise is one time series read out by four amplifiers in step.
+    one_over_f_alpha : float
+        Spectral index of the 1/f power spectrum (1 = pink; lower puts more
+        power at high frequency, i.e. along the rows).
+    wisp_shape : str
+        Family of wisp shapes (:data:`young.sim.artifacts.WISP_SHAPE_FAMILIES`):
+        ``lobes`` (a lobe with arcs) or ``streaks`` (long narrow bands and a
+        faint diffuse halo).
     pointing_error_mas : float
         rms per axis of the injected pointing errors (mas); 0 disables.
     wisps, cosmic_rays : bool
@@ -84,6 +94,9 @@ class Preset:
     min_separation: float = 3.0
     one_over_f_dn: float = 2.0
     amp_offset_dn: float = 3.0
+    one_over_f_common: float = 0.5
+    one_over_f_alpha: float = 1.0
+    wisp_shape: str = "lobes"
     pointing_error_mas: float = 30.0
     wisps: bool = True
     cosmic_rays: bool = True
@@ -113,6 +126,16 @@ PRESETS: dict[str, Preset] = {
         dithers=((0.0, 0.0), (5.31, 2.87), (-3.94, 5.63)),
         readpatt="RAPID", ngroups=6, nints=1, pointing_aperture="NRCA3_FULL",
         star_density=0.03, galaxy_density=0.02, star_mag_range=(18.0, 24.0)),
+    # A crowded field on module B (NRCB4 with wisps + NRCBLONG): ~0.05 stars per arcsec^2 as in a
+    # cluster or low-latitude field (~200 stars on the SW detector, ~800 on the LW one), F150W/F444W,
+    # 3 dithers (6 full-frame files); 1/f half common to the amplifiers.
+    "crowded": Preset(
+        name="crowded", subarray="FULL", sw_detectors=("NRCB4",),
+        filter_pairs=(("F150W", "F444W"),),
+        dithers=((0.0, 0.0), (5.31, 2.87), (-3.94, 5.63)),
+        readpatt="RAPID", ngroups=6, nints=1, pointing_aperture="NRCB4_FULL",
+        star_density=0.05, galaxy_density=0.02, n_saturated=6, star_mag_range=(17.0, 25.0), min_separation=1.0,
+        galaxy_mag_range=(20.0, 26.5), one_over_f_dn=2.0, one_over_f_common=0.5),
     # Both modules, 4 filters, 4 dithers (80 files).
     "full": Preset(
         name="full", subarray="FULL",
@@ -183,6 +206,14 @@ def _validate(p: Preset) -> None:
         raise UsageError(str(exc)) from None
     if p.one_over_f_dn < 0 or p.amp_offset_dn < 0 or p.pointing_error_mas < 0:
         raise UsageError("amplitudes and pointing errors must be >= 0")
+    if not 0.0 <= p.one_over_f_common <= 1.0:
+        raise UsageError(f"one_over_f_common must lie in [0, 1], got {p.one_over_f_common}")
+    if not 0.0 < p.one_over_f_alpha <= 2.0:
+        raise UsageError(f"one_over_f_alpha must lie in (0, 2], got {p.one_over_f_alpha}")
+    from young.sim.artifacts import WISP_SHAPE_FAMILIES
+
+    if p.wisp_shape not in WISP_SHAPE_FAMILIES:
+        raise UsageError(f"wisp_shape must be one of {', '.join(WISP_SHAPE_FAMILIES)}, not {p.wisp_shape!r}")
 
 
 # ---------------------------------------------------------------- plan

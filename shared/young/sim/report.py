@@ -92,7 +92,8 @@ def fnoise_section(sim: Path, out: Path, img_dir: Path) -> list[str]:
     lines = ["## 1/f noise (`young-fnoise`)", "",
              "Residual stripe fraction: rms of the per-amplifier row medians of (corrected − truly clean) "
              "over source-free pixels, divided by the same rms of the injected pattern (0 = perfect, 1 = untouched).",
-             "", "| exposure | injected rms (DN/s) | residual fraction |", "|---|---|---|"]
+             "", "| exposure | injected rms (DN/s) | residual fraction | floor | residual / floor | true footprint |",
+             "|---|---|---|---|---|---|"]
     first = None
     for rate in products(out, "rate", ()):
         corrected = rate.with_name(rate.name.replace("_rate.fits", "_1f_rate.fits"))
@@ -102,12 +103,11 @@ def fnoise_section(sim: Path, out: Path, img_dir: Path) -> list[str]:
         with fits.open(rate) as h:
             data, dq, nout = h["SCI"].data.astype(float), h["DQ"].data, int(h[0].header.get("NOUTPUTS", 4))
         with fits.open(truth) as h:
-            pattern, tdq = h["SCI"].data.astype(float), h["DQ"].data
-        removed = data - fits.getdata(corrected, "SCI").astype(float)
-        good = qa_metrics.sky_pixels(data - pattern, dq, tdq)
-        res = qa_metrics.stripe_residual(removed, pattern, good, nout)
-        frac = getattr(res, "fraction", res)
-        lines.append(f"| {rate.name} | {np.nanstd(pattern):.4f} | {float(frac):.3f} |")
+            pattern, tdq, sources = h["SCI"].data.astype(float), h["DQ"].data, h["SOURCES"].data
+        res, floor, _ = qa_metrics.truth_figures(data, fits.getdata(corrected, "SCI").astype(float), pattern, tdq,
+                                                 sources, dq, nout)
+        lines.append(f"| {rate.name} | {res.injected_rms:.4f} | {res.fraction:.3f} | {floor.fraction:.3f} | "
+                     f"{res.fraction / floor.fraction:.2f} | {100 * floor.footprint:.1f}% |")
         first = first or (rate, corrected)
     if first:
         png = before_after_png(_sci(first[0]), _sci(first[1]), img_dir / "fnoise.png", f"1/f: {first[0].name}")

@@ -260,13 +260,13 @@ def sky_level_dn(detector: str, filt: str) -> float:
     return SKY_MJYSR[inst.filter_info(filt).name] / inst.photmjsr(detector, filt)
 
 
-def wisp_template_rate(detector: str, filt: str, seed: int) -> np.ndarray:
+def wisp_template_rate(detector: str, filt: str, seed: int, family: str = "lobes") -> np.ndarray:
     """Full-frame wisp template in DN/s (as it shows in a rate file, flat applied) of unit scale."""
     from young.sim import artifacts
 
     det = inst.detector(detector)
     amp = artifacts.wisp_strength(det.name, filt) * WISP_PEAK_SKY_FRACTION * sky_level_dn(det.name, filt)
-    shape = artifacts.wisp_template(det.name, filt, (inst.FULL, inst.FULL))
+    shape = artifacts.wisp_template(det.name, filt, (inst.FULL, inst.FULL), family=family)
     return (amp * shape * inst.flat_field(det.name, filt, seed)).astype(np.float32)
 
 
@@ -338,7 +338,7 @@ def simulate_file(ctx: _Context, spec: exposures.ExposureSpec) -> tuple[np.ndarr
     if p.wisps and det.has_wisps and not det.is_long:
         tkey = (det.name, filt.name)
         if tkey not in ctx.wisp_rates:
-            ctx.wisp_rates[tkey] = wisp_template_rate(det.name, filt.name, seed)
+            ctx.wisp_rates[tkey] = wisp_template_rate(det.name, filt.name, seed, p.wisp_shape)
         wisp_scale = float(inst.rng_for(seed, "wisp", key).uniform(0.5, 1.5))
         wisp = wisp_scale * sub.cut(ctx.wisp_rates[tkey])
 
@@ -354,7 +354,8 @@ def simulate_file(ctx: _Context, spec: exposures.ExposureSpec) -> tuple[np.ndarr
         amp_1f = p.one_over_f_dn * float(inst.rng_for(seed, "1f-amplitude", key).uniform(0.8, 1.2))
         cube = artifacts.one_over_f_cube(
             inst.rng_for(seed, "1f", key), spec.nints, spec.ngroups, shape[0], shape[1], sub.noutputs,
-            amplitude_dn=amp_1f, alpha=1.0, common_fraction=0.5, amp_offset_dn=p.amp_offset_dn,
+            amplitude_dn=amp_1f, alpha=p.one_over_f_alpha, common_fraction=p.one_over_f_common,
+            amp_offset_dn=p.amp_offset_dn,
             fastaxis=det.fastaxis, slowaxis=det.slowaxis)
     crs = None
     if p.cosmic_rays:
@@ -429,7 +430,7 @@ def simulate_file(ctx: _Context, spec: exposures.ExposureSpec) -> tuple[np.ndarr
         "n_sources_on_detector": int(on.sum()),
         "n_stars_on_detector": int((on & (np.asarray(cat["kind"]) == "star")).sum()),
     }
-    return ramp, record, (truth_1f, tdq), srcs
+    return ramp, record, (truth_1f, tdq, src), srcs
 
 
 # ---------------------------------------------------------------- writing the set
@@ -471,7 +472,8 @@ def write_wisp_template(path: Path, detector: str, filt: str, seed: int, rate_fu
     _write_fits(path, [prim, cal_h, rate_h])
 
 
-def _write_oneoverf(path: Path, spec, truth: np.ndarray, tdq: np.ndarray, record: dict) -> None:
+def _write_oneoverf(path: Path, spec, truth: np.ndarray, tdq: np.ndarray, record: dict,
+                    sources: np.ndarray | None = None) -> None:
     from astropy.io import fits
 
     prim = fits.PrimaryHDU()
@@ -490,7 +492,13 @@ def _write_oneoverf(path: Path, spec, truth: np.ndarray, tdq: np.ndarray, record
     sci = fits.ImageHDU(truth.astype(np.float32), name="SCI")
     sci.header["BUNIT"] = "DN/s"
     dq = fits.ImageHDU(tdq.astype(np.uint8), name="DQ")
-    _write_fits(path, [prim, sci, dq])
+    hdus = [prim, sci, dq]
+    if sources is not None:
+        # mostly exact zeros off the sources: lossless tile compression keeps the file small
+        comp = fits.CompImageHDU(np.asarray(sources, np.float32), name="SOURCES", compression_type="GZIP_2")
+        comp.header["BUNIT"] = "DN/s"
+        hdus.append(comp)
+    _write_fits(path, hdus)
 
 
 def _remove_set(out: Path) -> None:
@@ -616,10 +624,10 @@ def simulate(out_dir: str | os.PathLike, preset_name: str = "tiny", seed: int = 
     paths, records = [], []
     for n, spec in enumerate(specs, start=1):
         t1 = time.monotonic()
-        ramp, record, (truth_1f, tdq), srcs = simulate_file(ctx, spec)
+        ramp, record, (truth_1f, tdq, src_rate), srcs = simulate_file(ctx, spec)
         path = exposures.write_uncal(spec, ramp, raw / spec.filename,
                                      extra_history=[f"young.sim preset {p.name} seed {seed}"])
-        _write_oneoverf(truth / record["oneoverf_truth"], spec, truth_1f, tdq, record)
+        _write_oneoverf(truth / record["oneoverf_truth"], spec, truth_1f, tdq, record, src_rate)
         srcs.write(truth / "sources" / f"{spec.basename}_sources.ecsv", format="ascii.ecsv", overwrite=True)
         records.append(record)
         paths.append(path)
@@ -794,6 +802,10 @@ difference with the per-pixel weights of jwst's OLS_C ramp fit (its S/N-based
 of the 1/f noise that refpix removes as far as it does (i.e. the residual).
 In a `cal` file the same pattern is SCI x PHOTMJSR / flat (MJy/sr; flat = the
 FLAT reference of the file's filter).
+`SOURCES` (DN/s, tile-compressed): the noiseless count rate of the simulated
+sources alone (stars and galaxies, PSF-convolved, flat applied), without sky,
+wisp or 1/f: where it exceeds a fraction of the pixel noise is the true source
+footprint the metrics use (`young.sim.metrics.true_sky_pixels`).
 `DQ`: 1 saturated ramp (fit truncated as the pipeline does), 2 cosmic-ray hit
 (the pipeline splits these ramps at the jump: the truth there is approximate),
 4 reference pixel, 8 bad pixel (mask).

@@ -17,14 +17,18 @@ save the product themselves, atomically.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from jwst.stpipe import Step
 
 from young.contract.errors import InputError
+from young.contract.runner import Made
 from young.steps import models
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,12 +42,14 @@ class Correction:
     side_products : list of (kind, ext, writer)
         Files to write beside the product: ``writer(path)`` writes
         :func:`young.steps.models.side_path` ``(product, kind, ext)``.
-    log : list of str
-        Lines for the product's log (also logged by the step).
+    worse : str
+        Empty, or why the product looks worse than the input by the
+        correction's own figure (warned on stderr and counted in the summary).
     """
 
     keywords: dict = field(default_factory=dict)
     side_products: list = field(default_factory=list)
+    worse: str = ""
 
 
 class CorrectionStep(Step):
@@ -93,6 +99,8 @@ class CorrectionStep(Step):
             raise InputError(f"already corrected ({self.keyword}={done}); a correction is never applied twice")
         self.correction = self.correct(model)
         models.record_keywords(model, self.correction.keywords)
+        if self.correction.worse:
+            log.warning("the product looks worse than its input: %s", self.correction.worse)
         if self.suffix == self.default_suffix():
             self.suffix = f"{self.tag}_{level}"
         return model
@@ -126,13 +134,13 @@ def step_values(step_class, values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in own}
 
 
-def run_step(step_class, values: dict[str, Any], src: Path, product: Path,
-             log_line: Callable[[str], None] | None = None) -> None:
+def run_step(step_class, values: dict[str, Any], src: Path, product: Path) -> Made:
     """Run ``step_class`` on ``src`` and write its product at ``product`` (plus side products beside it).
 
     The tools' ``process``: the step opens the file itself (no copy), the
     product is saved under the name the caller gives (the tool contract's
-    temporary path, moved into place later).
+    temporary path, moved into place later).  A product that looks worse than
+    its input comes back as a warning for the tool's summary.
     """
     step = step_class(**step_values(step_class, values))
     result = step.run(str(src))
@@ -141,3 +149,6 @@ def run_step(step_class, values: dict[str, Any], src: Path, product: Path,
         step.write_side_products(product)
     finally:
         result.close()
+    worse = step.correction.worse
+    return Made(warnings=[f"{src}: the product looks worse than its input: {worse}"] if worse else [],
+                info={"worse": bool(worse)})

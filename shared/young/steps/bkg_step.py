@@ -47,7 +47,7 @@ import numpy as np
 
 from young.algorithms import background
 from young.contract.errors import InputError
-from young.contract.runner import Job
+from young.contract.runner import Job, Made
 from young.steps import models, plots, specs
 from young.steps.base import Correction, CorrectionStep, run_step
 
@@ -84,6 +84,9 @@ class BkgStep(CorrectionStep):
         except ValueError as exc:  # the algorithm's own checks (no sky left, shapes)
             raise InputError(str(exc)) from None
         seconds = time.perf_counter() - t0
+        judged = info["mask"]
+        fig0 = background.large_scale_figure(np.asarray(model.data), judged)
+        fig1 = background.large_scale_figure(np.asarray(corrected), judged)
         model.data = corrected
         if var_new is not None:
             model.var_rnoise = var_new
@@ -102,19 +105,22 @@ class BkgStep(CorrectionStep):
             "YNGBKGV": (_finite(info["variance_scale"]), "VAR_RNOISE factor (-1: not rescaled)"),
             "YNGBKGM": (p["mask_preset"] + ("+" if overridden else ""), "mask preset (+: overridden)"),
             "YNGBKGF": (round(float(info["masked_fraction"]), 4), "fraction of pixels masked"),
+            "YNGBKG0": (_finite(fig0), "large-scale sky figure before (block-median rms)"),
+            "YNGBKG1": (_finite(fig1), "large-scale sky figure after"),
         }
+        worse = f"large-scale sky figure {fig0:.4g} -> {fig1:.4g} (YNGBKG0/1)" if fig1 > fig0 else ""
         side = []
         if p["save_mask"]:
             side.append(("mask", ".fits", lambda path: write_mask(path, info["mask"], p)))
         if p["plot"]:
             side.append(("", ".png", lambda path: plots.bkg_plot(path, before, info["mask"], bmodel, info,
                                                                  title=f"{path.stem}  young-bkg --mode {p['mode']}")))
-        return Correction(keywords, side)
+        return Correction(keywords, side, worse)
 
 
-def process(job: Job) -> None:
+def process(job: Job) -> Made:
     """Make one background product (the tool contract's ``process``): :class:`BkgStep` on ``job.src``."""
-    run_step(BkgStep, job.params, job.src, job.tmp)
+    return run_step(BkgStep, job.params, job.src, job.tmp)
 
 
 def background_params(params: dict) -> background.BackgroundParams:

@@ -80,7 +80,7 @@ import numpy as np
 
 from young.algorithms import fnoise, fnoise_mask, masks
 from young.contract.errors import InputError
-from young.contract.runner import Job
+from young.contract.runner import Job, Made
 from young.steps import models, plots, references, specs
 from young.steps.base import Correction, CorrectionStep, run_step
 
@@ -136,6 +136,9 @@ class FnoiseStep(CorrectionStep):
             res = correct_model(model, p, flat_path, user, None if template is None else (template, region))
         except ValueError as exc:  # the algorithm's own checks (shapes, outputs)
             raise InputError(str(exc)) from None
+        slices = fnoise.amp_slices(res.corrected.shape[1], res.noutputs)
+        fig0 = fnoise.stripe_figure(np.asarray(model.data), res.bad, slices)
+        fig1 = fnoise.stripe_figure(res.corrected, res.bad, slices)
         model.data = res.corrected
         model.dq = res.dq
         d = res.diagnostics
@@ -149,6 +152,9 @@ class FnoiseStep(CorrectionStep):
         kw["YNG1FWSP"] = (wisp_name[:60], "wisp template fitted beside the stripes")
         if res.wisp_scale is not None:
             kw["YNG1FWSS"] = (round(res.wisp_scale, 5), "provisional wisp scale (wisp left in the data)")
+        kw["YNG1FSP0"] = (round(fig0, 6), "stripe figure before (row+column median rms)")
+        kw["YNG1FSP1"] = (round(fig1, 6), "stripe figure after")
+        worse = f"stripe figure {fig0:.4g} -> {fig1:.4g} (YNG1FSP0/1)" if fig1 > fig0 else ""
         side = []
         bunit = model.meta.bunit_data
         if p["save_correction"]:
@@ -158,12 +164,12 @@ class FnoiseStep(CorrectionStep):
         if p["plot"]:
             side.append(("", ".png", lambda path: plots.fnoise_plot(
                 path, before, res, title=f"{path.stem}  young-fnoise --method {res.method}")))
-        return Correction(kw, side)
+        return Correction(kw, side, worse)
 
 
-def process(job: Job) -> None:
+def process(job: Job) -> Made:
     """Make one 1/f product (the tool contract's ``process``): :class:`FnoiseStep` on ``job.src``."""
-    run_step(FnoiseStep, job.params, job.src, job.tmp)
+    return run_step(FnoiseStep, job.params, job.src, job.tmp)
 
 
 # --------------------------------------------------------------------------- the correction on arrays

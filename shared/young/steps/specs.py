@@ -12,7 +12,7 @@ without importing jwst (about a second per process).
 #: young-fnoise / FnoiseStep (young_fnoise)
 FNOISE = """
     method = option('auto', 'amp', 'gradient', default='auto')  # amp: per-amplifier row medians with a full-row fallback; gradient: row differences anchored on the sky, for fields filled by extended light; auto: amp
-    mask_preset = option('young', 'ceers', default='young')  # tiered source-mask preset: young (aggressive, protects ICL) or ceers
+    mask_preset = option('compact', 'young', 'ceers', default='compact')  # tiered source-mask preset: compact (sources where they move a row median), young (aggressive, protects ICL) or ceers
     mask_thresh = float(min=0.001, max=1, default=0.8)  # amp: an amplifier row more than this fraction masked takes the full-row value
     flat = boolean(default=True)  # rate files: measure through the CRDS FLAT reference (off: on the rate itself)
     user_mask = string(default=None)  # also mask the nonzero pixels of this FITS image (same shape, or full frame for subarrays), e.g. cluster light
@@ -42,7 +42,7 @@ WISP = """
     flag_threshold = float(min=0, default=None)  # flag pixels whose wisp model exceeds this (data units) in DQ instead of subtracting
     bounds = float_list(min=2, max=2, default=list(0.0, 2.0))  # range of the fitted scale, LO,HI
     statistic = option('biweight', 'mad', default='biweight')  # robust scatter minimised by the fit (mad: the baseline's)
-    mask_preset = option('young', 'ceers', default='young')  # tiered source-mask preset
+    mask_preset = option('young', 'ceers', 'compact', default='young')  # tiered source-mask preset
     dilate = float(min=0, default=3.0)  # dilation of the mapped long-wave mask (short-wave pixels)
     lw_dirs = string_list(default=list())  # also look in these folders for the long-wave partner (default: beside the input only)
     use_lw = boolean(default=True)  # mask sources with the long-wave partner's mask
@@ -53,7 +53,7 @@ WISP = """
 #: young-bkg / BkgStep (young_bkg)
 BKG = """
     mode = option('pedestal', '2d', default='pedestal')  # pedestal: one robust sky value; 2d: a smooth large-box model, for gradients
-    mask_preset = option('young', 'ceers', default='young')  # tiered source-mask preset: young (aggressive, protects ICL) or ceers
+    mask_preset = option('young', 'ceers', 'compact', default='young')  # tiered source-mask preset: young (aggressive, protects ICL), ceers or compact
     tier_kernel_size = float_list(default=None)  # Gaussian smoothing sigma (px) of each tier (overrides the preset)
     tier_npixels = int_list(default=None)  # minimum connected area (px) of a detection in each tier (overrides the preset)
     tier_nsigma = float_list(default=None)  # detection threshold (robust sigma) of each tier (overrides the preset)

@@ -66,7 +66,7 @@ from young.algorithms import masks, wisp, wisp_geometry
 from young.algorithms.dq import bad as dq_bad
 from young.contract import naming
 from young.contract.errors import InputError
-from young.contract.runner import Job
+from young.contract.runner import Job, Made
 from young.steps import models, plots, references, specs
 from young.steps.base import Correction, CorrectionStep, run_step
 
@@ -108,7 +108,11 @@ class WispStep(CorrectionStep):
         else:
             mask, mask_note = source_mask(self._input_path(model), model, p, region)
         before = np.array(model.data, copy=True) if p["plot"] else None
-        data_out, dq_out, res = correct(model.data, model.dq, template, region, mask, p, models.noutputs(model))
+        nout = models.noutputs(model)
+        judged = mask | dq_bad(np.asarray(model.dq))
+        fig0 = wisp.template_residual(np.asarray(model.data), template, judged, region, nout)
+        data_out, dq_out, res = correct(model.data, model.dq, template, region, mask, p, nout)
+        fig1 = wisp.template_residual(np.asarray(data_out), template, judged, region, nout)
         model.data = data_out
         model.dq = dq_out
         diag = res.diagnostics
@@ -130,6 +134,10 @@ class WispStep(CorrectionStep):
             keywords["YNGWISPF"] = (res.n_flagged, "pixels flagged as strong wisp")
         if note:
             keywords["YNGWISPN"] = note
+        keywords["YNGWISP0"] = (round(fig0, 6), "template-shaped signal before (data units at peak)")
+        keywords["YNGWISP1"] = (round(fig1, 6), "template-shaped signal after")
+        worse = (f"template-shaped signal {fig0:.4g} -> {fig1:.4g} (YNGWISP0/1)"
+                 if res.mode == "SUBTRACTED" and fig1 > fig0 else "")
         side = []
         bunit = model.meta.bunit_data
         if p["save_correction"]:
@@ -138,7 +146,7 @@ class WispStep(CorrectionStep):
             after, bad = np.asarray(model.data), mask | dq_bad(dq_out)
             side.append(("", ".png", lambda path: plots.wisp_plot(path, before, res, after, bad,
                                                                   title=f"{path.stem}  {tpath.name}")))
-        return Correction(keywords, side)
+        return Correction(keywords, side, worse)
 
     def _input_path(self, model) -> Path:
         """The file the model came from (its long-wave partner is looked for beside it)."""
@@ -154,9 +162,9 @@ def _skipped(reason: str) -> Correction:
     return Correction({KEYWORD: ("SKIPPED", "wisp correction status"), "YNGWISPN": reason})
 
 
-def process(job: Job) -> None:
+def process(job: Job) -> Made:
     """Make one wisp product (the tool contract's ``process``): :class:`WispStep` on ``job.src``."""
-    run_step(WispStep, job.params, job.src, job.tmp)
+    return run_step(WispStep, job.params, job.src, job.tmp)
 
 
 # --------------------------------------------------------------------------- the long-wave partner
