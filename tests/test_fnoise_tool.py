@@ -107,7 +107,7 @@ def offset_limit(res) -> float:
     noise of an amplifier's offset measured from residual rows that are themselves 1/f
     correlated (spread of the medians of 16 blocks of rows: 0.005 DN/s on the strong set).
     """
-    return 0.5 * res.residual_rms
+    return 0.6 * res.residual_rms
 
 
 def figures(original, corrected, truth, truth_dq, sources, dq, scale=1.0, exclude=None):
@@ -199,7 +199,7 @@ def test_products_headers_and_order(tiny_run, tiny_inputs, tiny_set):
             assert h["YNG1FFLT"].startswith("jwst_nircam_flat") and flat_path(tiny_set.crds_path, prod).is_file()
         else:
             assert h["YNG1FFLT"].startswith("none")
-        assert h["YNG1FMSK"] == "young" and h["YNG1FTHR"] == 0.8 and h["YNG1FK"] == 6.0
+        assert h["YNG1FMSK"] == "compact" and h["YNG1FTHR"] == 0.8 and h["YNG1FK"] == 6.0
         hist = "".join(str(x) for x in h["HISTORY"])
         hist = hist[hist.rindex("young-fnoise "):]
         params = json.loads(hist[hist.index("{"):hist.rindex("}") + 1])
@@ -291,20 +291,24 @@ def test_strong_stripes_removed(strong_set, strong_runs):
 
 
 def test_stars_untouched(strong_set, strong_runs):
-    """Isolated unsaturated stars change flux by < 0.2 % (beyond the removal of the true stripes).
+    """Stars lose no light to the 1/f model: mean flux change < 0.1 %, every star < 0.6 %.
 
-    Change = aperture photometry (r = 4 px, annulus 8-14 px) of ``truth_rows - model``, where
-    ``truth_rows`` is the injected stripe pattern (per-amplifier row medians of the truth), over
-    the star's flux in the stripe-free image.  Noise-free, but the residual row error itself
-    moves an aperture sum by ~ residual_rms x 49 px / 3 rows: stars are tested whose flux puts
-    3x that below 0.2 % (0.9-1.4 kDN/s here; 8-14 stars).
+    The same rate is corrected twice in-process, as it is and with the stars and galaxies removed
+    (``SCI - SOURCES`` of the truth: same pixels, same noise, same 1/f): the difference of the two
+    subtracted patterns is what the sources did to the model -- light taken for stripes, or rows
+    and row segments measured on fewer pixels.  Change = aperture photometry (r = 4 px, annulus
+    8-14 px) of that difference over the star's flux; stars are tested whose flux puts the
+    aperture sum of a row estimate's noise 3x below 0.2 %.  The mean over the stars is the
+    systematic part (light taken: it must vanish); one star's change is mostly the noise of the
+    row segments its mask left with fewer pixels (measured: scatter 0.16 %, mean -0.04 % over
+    22 stars with 8 segments per amplifier row; 0.05 % scatter with a constant per row, which
+    then leaves the along-row 1/f: 1.2 % of these stars' flux against 0.5 % with the segments).
     """
     root = strong_set["root"]
     src = strong_set["rates"][SW]
     truth, tdq, src_img = truth_of(root, SW)
     a = read(src)
     clean = a["SCI"] - truth
-    trows = np.repeat(qa_metrics.row_medians(truth, np.isfinite(truth), 4, 1), 512, axis=1)
     cat = Table.read(root / "truth" / "sources" / f"{SW}_sources.ecsv")
     R, A0, A1 = 4, 8, 14
     yy, xx = np.mgrid[-A1:A1 + 1, -A1:A1 + 1]
@@ -316,11 +320,16 @@ def test_stars_untouched(strong_set, strong_runs):
         cut = img[iy - A1:iy + A1 + 1, ix - A1:ix + A1 + 1]
         return np.nansum(cut[ap]) - ap.sum() * np.nanmedian(cut[ann])
 
+    fpath = str(flat_path(strong_set["crds_path"], strong_runs["amp"][SW]))
     xs, ys = np.asarray(cat["x"]), np.asarray(cat["y"])
     for method in ("amp", "gradient"):
-        b = read(strong_runs[method][SW])
-        model = a["SCI"] - b["SCI"]
-        res, _, _ = figures(a["SCI"], b["SCI"], truth, tdq, src_img, a["DQ"])
+        params = tooling.fnoise_params({}, {"method": method})
+        with_src = fnoise_step.correct_model(open_model(src), params, fpath)
+        bare = open_model(src)
+        bare.data = (bare.data - src_img).astype(np.float32)
+        without = fnoise_step.correct_model(bare, params, fpath)
+        effect = (a["SCI"] - with_src.corrected) - (bare.data - without.corrected)
+        res, _, _ = figures(a["SCI"], with_src.corrected, truth, tdq, src_img, a["DQ"])
         f_min = 3 * res.residual_rms * ap.sum() / np.sqrt(2 * R + 1) / 0.002
         changes = []
         for i, row in enumerate(cat):
@@ -331,12 +340,13 @@ def test_stars_untouched(strong_set, strong_runs):
                 continue
             flux = phot(clean, x, y)
             if flux > f_min:
-                changes.append(phot(trows - model, x, y) / flux)
+                changes.append(phot(effect, x, y) / flux)
         changes = np.array(changes)
-        print(f"{method}: {changes.size} stars brighter than {f_min:.0f} DN/s, "
-              f"max |flux change| {np.max(np.abs(changes)):.5f}")
+        print(f"{method}: {changes.size} stars brighter than {f_min:.0f} DN/s, mean flux change "
+              f"{np.mean(changes):+.5f}, max |change| {np.max(np.abs(changes)):.5f}")
         assert changes.size >= 5
-        assert np.max(np.abs(changes)) < 0.002
+        assert abs(np.mean(changes)) < 0.001
+        assert np.max(np.abs(changes)) < 0.006
 
 
 # --------------------------------------------------------------------------- extended emission
@@ -550,7 +560,9 @@ def odd_run(tiny_set, odd_inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("fnoise_odd_out")
     f = odd_inputs["files"]
     order = ["one_output", "not_fits", "noutputs1_fullwidth", "nan", "cfn", "uncal"]
-    r = run_tool("young-fnoise", "--config", tiny_set.config, "-o", out, *[f[k] for k in order], check=False)
+    # a constant per amplifier row (no along-row term): the model's layout then shows the amplifiers alone
+    r = run_tool("young-fnoise", "--config", tiny_set.config, "-o", out, "--row-segments", "1",
+                 *[f[k] for k in order], check=False)
     return {"proc": r, "out": out, "order": order}
 
 

@@ -222,10 +222,15 @@ def measure_amp(image: np.ndarray, exclude: np.ndarray, slices: list[slice],
         row_pattern = np.where(soft, w_own * m_a + (1 - w_own) * fb_value, row_pattern)
     row_pattern, missing_rows = fill_missing(row_pattern)
 
+    resid = data - expand_amps(row_pattern, slices, nx)
+    along = None
+    width = slices[0].stop - slices[0].start
+    if p.row_segments > 1 and width % p.row_segments == 0 and width // p.row_segments >= 16:
+        along = along_row_pattern(resid, slices, p.row_segments, sigma_a, p, skip_rows=fallback)
+        resid = resid - along
     col_pattern = np.zeros(nx)
     missing_cols = np.zeros(nx, dtype=bool)
     if p.columns:
-        resid = data - expand_amps(row_pattern, slices, nx)
         col_pattern, missing_cols = column_pattern(
             clipped_median(transposed(resid), p.clip_sigma, p.clip_maxiters), p.min_column_pixels)
 
@@ -234,7 +239,7 @@ def measure_amp(image: np.ndarray, exclude: np.ndarray, slices: list[slice],
         amp_rows=m_a, full_rows=m_r, amp_offsets=c_a, fallback=fallback,
         fallback_masked=fb_masked, fallback_outlier=fb_outlier, expected_error=err,
         sigma_pixel=sigma_a, tau=tau, masked_fraction=masked_frac, own_weight=w_own,
-        missing_rows=missing_rows, missing_cols=missing_cols,
+        missing_rows=missing_rows, missing_cols=missing_cols, along_rows=along,
     )
 
 
@@ -271,6 +276,80 @@ def stripe_figure(image: np.ndarray, bad: np.ndarray, slices: list[slice]) -> fl
     if not r.size or not c.size:
         return float("nan")
     return float(np.sqrt(np.mean(r * r) + np.mean(c * c)))
+
+
+def along_row_pattern(resid: np.ndarray, slices: list[slice], nseg: int, sigma: np.ndarray,
+                      params: FnoiseParams, skip_rows: np.ndarray | None = None) -> np.ndarray:
+    """The 1/f that varies along an amplifier row, kept as far as the data support it.
+
+    1/f noise is a time series read out along the rows, so it also varies
+    within a row: a per-row constant leaves that part.  Each amplifier row of
+    ``resid`` (the image minus its row pattern) is cut into ``nseg`` segments;
+    each segment's clipped median ``m`` has noise ``e^2 = (1.2533 sigma)^2 / n``
+    (``n`` unmasked pixels).  Per amplifier, ``tau^2`` -- the variance of the
+    true along-row pattern -- is the robust variance of the medians (1.4826
+    MAD, squared) minus the median ``e^2``.  Each segment keeps
+    ``tau^2 / (tau^2 + e^2)`` of its median: nothing where there is no such
+    pattern above the noise; nothing for segments with fewer than
+    ``params.min_column_pixels`` pixels, for rows in ``skip_rows`` (rows that
+    fell back to the full row: contaminated or mostly masked) and for
+    segments more than 5 expected deviations off (the light of a source the
+    mask left, which a segment median sees more than a row median).  The
+    profile is interpolated linearly between segment centres.
+
+    Parameters
+    ----------
+    resid : ndarray, shape (ny, nx)
+        Measured image minus the row pattern, NaN where excluded.
+    slices : list of slice
+        Amplifier column blocks.
+    nseg : int
+        Segments per amplifier row.
+    sigma : ndarray, shape (namp,)
+        Robust pixel noise per amplifier.
+    params : FnoiseParams
+    skip_rows : ndarray of bool, shape (ny, namp), optional
+        Amplifier rows left without an along-row term.
+
+    Returns
+    -------
+    ndarray of float32, shape (ny, nx)
+        The along-row pattern (0 outside the amplifiers).
+    """
+    ny, nx = resid.shape
+    namp = len(slices)
+    w = slices[0].stop - slices[0].start
+    ws = w // nseg
+    seg = amp_segments(resid, slices).reshape(ny, namp, nseg, ws)
+    st = clipped_median(seg, params.clip_sigma, params.clip_maxiters)
+    m = np.asarray(st.median, dtype=np.float64)                          # (ny, namp, nseg)
+    n = np.asarray(st.n_valid, dtype=np.float64)
+    use = np.isfinite(m) & (n >= params.min_column_pixels)
+    if skip_rows is not None:
+        use &= ~np.asarray(skip_rows, bool)[:, :, None]
+    dev = np.zeros(m.shape)
+    for k in range(namp):   # <= 4 amplifiers
+        uk = use[:, k]
+        if uk.sum() < 16 or not np.isfinite(sigma[k]):
+            continue
+        mk = m[:, k][uk]
+        e2 = (1.2533 * sigma[k]) ** 2 / n[:, k][uk]
+        spread = 1.4826 * np.median(np.abs(mk - np.median(mk)))
+        tau2 = max(spread ** 2 - float(np.median(e2)), 0.0)
+        keep = np.abs(mk) <= 5.0 * np.sqrt(tau2 + e2)
+        shrunk = np.zeros(m[:, k].shape)
+        shrunk[uk] = np.where(keep, mk * (tau2 / (tau2 + e2)), 0.0)
+        dev[:, k] = shrunk
+    # piecewise linear between segment centres, flat beyond the outer ones
+    centres = (np.arange(nseg) + 0.5) * ws - 0.5
+    x = np.arange(w, dtype=np.float64)
+    j = np.clip(np.searchsorted(centres, x) - 1, 0, nseg - 2)
+    t = np.clip((x - centres[j]) / ws, 0.0, 1.0).astype(np.float32)
+    out = np.zeros((ny, nx), np.float32)
+    for k, sl in enumerate(slices):
+        d = dev[:, k].astype(np.float32)
+        out[:, sl] = d[:, j] * (1 - t)[None, :] + d[:, j + 1] * t[None, :]
+    return out
 
 
 def column_pattern(st, min_pixels: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -425,6 +504,8 @@ def correct(data: np.ndarray, dq: np.ndarray | None = None, err: np.ndarray | No
             gain[k] = float(np.median(v)) if v.size else 1.0
     diag.gain = gain
     model = expand_amps(diag.row_pattern * gain[None, :], slices, nx)
+    if diag.along_rows is not None:
+        model += diag.along_rows * np.repeat(gain, nx // len(slices)).astype(np.float32)[None, :]
     if diag.col_pattern is not None:
         col_gain = np.repeat(gain, nx // len(slices)).astype(np.float32)
         model += (diag.col_pattern * col_gain).astype(np.float32)[None, :]

@@ -46,6 +46,9 @@ class FnoiseParams:
         combine the amplifier's own median and the fallback value with
         inverse-variance weights (noise error vs. the amplifiers' independent
         1/f rms ``tau``); False uses the fallback value alone (the seed).
+    row_segments : int
+        ``amp``: segments per amplifier row for the along-row term
+        (:func:`young.algorithms.fnoise.along_row_pattern`); 1 disables.
     columns : bool
         Also measure and subtract the column pattern.
     min_column_pixels : int
@@ -95,6 +98,7 @@ class FnoiseParams:
     fallback_k: float = 6.0
     fallback_interp: bool = True
     fallback_blend: bool = True
+    row_segments: int = 8
     columns: bool = True
     min_column_pixels: int = 32
     bright_percentile: float = 98.0
@@ -155,6 +159,7 @@ class Diagnostics:
     gain: np.ndarray | None = None             # (namp,) measured -> data units
     missing_rows: np.ndarray | None = None     # (ny, namp) bool: interpolated rows
     missing_cols: np.ndarray | None = None     # (nx,) bool: interpolated columns
+    along_rows: np.ndarray | None = None       # (ny, nx) along-row term (amp), measured units
     n_flagged: int = 0                         # pixels newly flagged DO_NOT_USE
     err: np.ndarray | None = None              # unchanged copy of the ERR input
     params: dict = field(default_factory=dict)

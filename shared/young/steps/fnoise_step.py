@@ -94,7 +94,7 @@ KEYWORD = "YNG1F"
 #: light that is masked (``--user-mask``): there ``amp`` falls back to the full row.
 CAL_METHOD = "amp"
 #: :class:`young.algorithms.fnoise.FnoiseParams` fields that are step parameters too
-TUNABLE = ("clip_sigma", "clip_maxiters", "fallback_k", "fallback_interp", "fallback_blend", "columns",
+TUNABLE = ("clip_sigma", "clip_maxiters", "fallback_k", "fallback_interp", "fallback_blend", "columns", "row_segments",
            "bright_percentile", "grad_mask_thresh", "anchor_step", "hp_scale", "anchor_estimator")
 
 

@@ -24,6 +24,7 @@ FNOISE = """
     fallback_k = float(min=0, default=6.0)  # amp: an amplifier row further than this many expected errors from the full row takes the full-row value (0: never)
     fallback_interp = boolean(default=True)  # amp: a fallback row keeps the amplifier's deviation interpolated from its neighbours
     fallback_blend = boolean(default=True)  # amp: a mostly masked row combines its own median and the fallback value by inverse variance
+    row_segments = integer(min=1, max=16, default=8)  # amp: segments per amplifier row for the 1/f that varies along the row (1: a constant per row)
     columns = boolean(default=True)  # also measure and subtract the column pattern
     bright_percentile = float(min=1, max=100, default=98.0)  # gradient: pixels above this percentile are left out of the differences
     grad_mask_thresh = float(min=0.001, max=1, default=0.75)  # gradient: an amplifier segment more than this fraction excluded uses whole-row differences
