@@ -57,7 +57,9 @@ version, parameter hash and the full parameters as HISTORY):
 ``YNG1FMF`` masked fraction, ``YNG1FFB`` full-row fallback rows per
 amplifier, ``YNG1FPED`` pedestal, ``YNG1FRMS`` rms of the subtracted row
 pattern (data units), ``YNG1FNAN`` pixels newly flagged DO_NOT_USE, ``YNG1FWSP`` wisp template fitted
-beside the stripes (``none``), ``YNG1FWSS`` its provisional scale.
+beside the stripes (``none``), ``YNG1FWSS`` its provisional scale, ``YNG1FSP0``/``YNG1FSP1`` the
+stripe figure before and after (:func:`young.algorithms.fnoise.stripe_figure`; the tool warns when
+the after is larger).
 
 Side products beside the product (``X_1f_rate.fits`` ->):
 ``X_1f_rate_model.fits`` (``--save-correction``: the subtracted pattern, data
