@@ -71,9 +71,9 @@ class BackgroundParams:
         biased by the truncation, unlike a clipped mean or median.
     max_samples : int
         Pedestal: at most about this many sky pixels (a regular subsample)
-        are histogrammed.  The statistical error of the mode is ~1.5 sigma /
-        sqrt(N) = 0.0015 sigma_sky for 2^20 pixels, 60x below the 0.1 sigma
-        requirement, at a quarter of the cost of a full frame.
+        are histogrammed; the statistical error of the mode goes as ~1.5
+        sigma / sqrt(N), far below the 0.1 sigma requirement for the default
+        (docs/algorithms.md, "Background").
     box : int
         2-D mode: box size (pixels) of the ``Background2D`` mesh.  Large (256
         = 8 x 8 boxes on a full frame) so only structure on scales of
@@ -92,8 +92,8 @@ class BackgroundParams:
         2-D mode: sigma clipping inside each box before the biweight
         (``astropy`` ``SigmaClip``); None (default) = none.  The baseline
         clipped at 3 sigma, but the biweight location already gives zero
-        weight beyond 6 MADs (~4 sigma): the model was the same to 10^-4
-        sigma_sky in the tests without the clipping, which cost 0.4-1 s.
+        weight beyond 6 MADs (~4 sigma), so the clipping only costs time
+        (docs/algorithms.md, "Background").
     degree, reject : int, float
         2-D mode: boxes deviating more than ``reject`` robust sigmas from a
         robust polynomial surface of total degree ``degree`` are replaced by
@@ -147,7 +147,7 @@ def _subsample(data: np.ndarray, good: np.ndarray, max_samples: int) -> np.ndarr
 
     A regular stride (k coprime with the row length, so it does not fall on
     a few columns) instead of a random choice: as good for sky noise and
-    ~10x cheaper than ``rng.choice`` without replacement on 4 M pixels.
+    cheaper than ``rng.choice`` without replacement.
     """
     ngood = int(np.count_nonzero(good))
     k = max(1, ngood // max(int(max_samples), 1))
@@ -162,8 +162,8 @@ def _gauss_peak(values: np.ndarray, center: float, sigma: float, window, nbins_p
 
     Hand-written (instead of ``curve_fit`` on a Gaussian) because a Gaussian
     is a parabola in log(counts): a weighted linear fit (weights = counts,
-    the inverse Poisson variance of log n) is exact, has no starting values
-    to go wrong and takes microseconds.  Returns (mu, sigma) or None.
+    the inverse Poisson variance of log n) is exact and has no starting
+    values to go wrong.  Returns (mu, sigma) or None.
     """
     lo, hi = center - window[0] * sigma, center + window[1] * sigma
     nbins = max(int(round((window[0] + window[1]) * nbins_per_sigma)), 8)
@@ -280,8 +280,8 @@ def clean_mesh(
     Hand-written (photutils offers only a median filter over the mesh for
     this): a large galaxy or intracluster light whose faint wings escape the
     source mask raises a few neighbouring boxes, which an interpolating model
-    would follow -- it took 22 % of a 40-px-scale galaxy's flux in the tests
-    -- while a gradient of the sky moves all boxes together and is kept.
+    would follow, while a gradient of the sky moves all boxes together and
+    is kept (docs/algorithms.md, "Background").
 
     Parameters
     ----------
@@ -293,9 +293,8 @@ def clean_mesh(
         Total degree of the polynomial, clipped per axis to what the mesh
         supports: a 2 x 8 mesh (a 2048 x 256 strip) gets degree 3 along x
         and 1 along y, not a plane -- with a plane, a gradient curved along
-        the strip inflated the residual scatter so much that the boxes of an
-        extended galaxy were not rejected (5 % of a 20-px-scale galaxy's
-        flux lost, 0.7 % with per-axis degrees; tests/test_bkg_tool.py).
+        the strip inflates the residual scatter so much that the boxes of an
+        extended galaxy are not rejected (docs/algorithms.md, "Background").
         Rejection is skipped when the mesh has fewer than twice as many boxes
         as the polynomial has terms.
     reject : float
@@ -369,9 +368,8 @@ def background_2d(
        spline through the box centres that *extrapolates* to the image edges
        (scipy ``RectBivariateSpline``).  Hand-written instead of photutils'
        default zoom interpolation, which reflects at the edges: with 256-px
-       boxes it flattens a gradient over the outer 128 px (block residuals of
-       0.09 sigma_sky for a 2-sigma gradient across the frame, against the
-       0.02 noise floor here).
+       boxes it flattens a gradient over the outer 128 px
+       (docs/algorithms.md, "Background").
 
     Parameters
     ----------

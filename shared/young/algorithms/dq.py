@@ -2,9 +2,9 @@
 
 The values are the JWST pixel DQ flags (``stdatamodels.jwst.datamodels.dqflags.pixel``;
 ``tests/test_layers.py`` checks that they agree).  They are restated here so
-that the algorithm layer depends on numpy, scipy and astropy only: importing
-the data-model package costs a process about a second and brings file I/O
-with it.
+that the algorithm layer depends on numpy, scipy and astropy only: the
+data-model package is slow to import (docs/performance.md) and brings file
+I/O with it.
 """
 
 from __future__ import annotations

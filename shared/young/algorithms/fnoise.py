@@ -31,9 +31,7 @@ through unchanged (model 0 there).
 
 Speed: the per-row and per-column statistics are computed for all rows and
 amplifiers at once on sorted arrays (:func:`clipped_median`,
-:func:`mode_level`): ~0.3 s of CPU per 2048 x 2048 image for ``amp`` and
-~0.4 s for ``gradient`` on one core, plus ~0.35 s for the source mask unless
-one is passed in (bench/fnoise).
+:func:`mode_level`); the timings are in docs/performance.md (bench/fnoise).
 """
 
 from __future__ import annotations
@@ -118,12 +116,12 @@ def measure_amp(image: np.ndarray, exclude: np.ndarray, slices: list[slice],
       the noise error; when amplifiers have their own 1/f, deviations of that
       size are stripes to be corrected, not contamination.
 
-    Two refinements of the fallback value, both on by default and measured
-    on simulated frames (fallback_interp / fallback_blend = False gives the
-    plain ``m(r) + c_a``): the amplifier's deviation from the full row is
-    interpolated from the nearest rows that did not fall back and added; and
-    rows that fall back only for being mostly masked combine their own
-    median with the fallback value by inverse variance (``err_noise^2`` vs
+    Two refinements of the fallback value, both on by default (fallback_interp
+    / fallback_blend = False gives the plain ``m(r) + c_a``): the amplifier's
+    deviation from the full row is interpolated from the nearest rows that
+    did not fall back and added; and rows that fall back only for being
+    mostly masked combine their own median with the fallback value by
+    inverse variance (``err_noise^2`` vs
     ``tau_a^2``).  Outlier rows always take the fallback value alone.
     """
     ny, nx = image.shape
@@ -172,8 +170,8 @@ def measure_amp(image: np.ndarray, exclude: np.ndarray, slices: list[slice],
         dev[:, k] -= shift
         d = d - shift
         # std after a 5-MAD cut: the rows of one 1/f realisation are more
-        # heavy-tailed than a Gaussian of the MAD width (MAD-based tau gave
-        # 1.3 false triggers per simulated frame at k = 5).
+        # heavy-tailed than a Gaussian of the MAD width, so a MAD-based tau
+        # is too small and triggers false fallbacks.
         mad = 1.4826 * np.median(np.abs(d - np.median(d)))
         kept = d[np.abs(d - np.median(d)) <= 5.0 * mad] if mad > 0 else d
         scatter = float(np.std(kept))
@@ -208,8 +206,7 @@ def measure_amp(image: np.ndarray, exclude: np.ndarray, slices: list[slice],
     # inverse-variance weights.  When the 1/f is common to all amplifiers
     # (tau ~ 0) this is exactly the full-row value; when amplifiers have
     # strong independent 1/f, replacing a usable median by the row value
-    # would add an error ~tau (measured: 4.3 vs 1.6 for the own median on a
-    # test field with tau = 0.6 sigma).  Contaminated rows are still caught
+    # would add an error ~tau.  Contaminated rows are still caught
     # by the outlier test and take the plain fallback value.
     w_own = np.zeros((ny, namp))
     if p.fallback_blend and namp > 1:
@@ -498,8 +495,8 @@ def correct(data: np.ndarray, dq: np.ndarray | None = None, err: np.ndarray | No
     if flat is not None:
         okf = np.isfinite(flat) & (flat > 0) & ~ref
         for k, sl in enumerate(slices):
-            # a regular sample of <= 2**18 pixels: the median of a flat of a few % rms is then
-            # known to ~1e-4 (the gain scales the pattern, so that is 1e-4 of a stripe)
+            # a regular sample of <= 2**18 pixels: enough for the median of a flat of a few % rms
+            # (the gain scales the pattern; docs/algorithms.md, "1/f noise", gives the precision)
             v = regular_sample(flat[:, sl], okf[:, sl], 2**18)
             gain[k] = float(np.median(v)) if v.size else 1.0
     diag.gain = gain

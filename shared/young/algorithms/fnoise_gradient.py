@@ -135,8 +135,7 @@ def measure_gradient(image: np.ndarray, bad: np.ndarray, source: np.ndarray,
        median instead (only that segment switches; the others keep their own,
        better, estimate).
     3. ``S_a`` = cumulative sum of ``d_a``: the stripes up to a drift (the
-       medians do not telescope like means; their errors random walk, ~0.08
-       sigma per row for 512 pixels).
+       medians do not telescope like means; their errors random walk).
     4. Baseline: in windows of ``anchor_step`` rows, the level
        (:func:`mode_level`, or the clipped median) of ``image - S_a`` over
        source-free pixels; windows more than ``grad_mask_thresh`` masked are

@@ -25,9 +25,8 @@ def rough_destripe(image: np.ndarray, bad: np.ndarray, noutputs: int) -> np.ndar
 
     Only for building the source mask: with the stripes left in, the tiered
     mask's wide tiers detect bright stripe bands as sources and mask exactly
-    the rows that need measuring (on simulated full frames with stripes of
-    one pixel sigma this alone moved the ``amp`` residual from 0.21 to 0.14
-    of the injected stripes).  Costs ~0.03 s per full frame.
+    the rows that need measuring (docs/algorithms.md, "1/f noise", has what
+    this gains).
     """
     slices = fnoise.amp_slices(image.shape[1], noutputs)
     x = np.where(bad, np.nan, image).astype(np.float32)
@@ -87,15 +86,14 @@ def provisional_wisp_scale(image: np.ndarray, template: np.ndarray, mask: np.nda
 
     Why: a wisp is smoother than the tiered mask's 40-pixel ring filter, so the
     mask does not see it, and per-amplifier row medians take the part of it
-    that is constant along an amplifier row for stripes (on the tiny strips
-    with an injected wisp young-wisp then fitted 0.03-0.08 for an injected
-    0.8-1.3: the stripes ate the wisp).  Masking the template region instead
+    that is constant along an amplifier row for stripes, and young-wisp then
+    finds little wisp left to fit.  Masking the template region instead
     fails where the region fills whole amplifier rows (the full-row fallback
     then has nothing left).  Here image and template both lose their mean
     over the same unmasked pixels of each amplifier row: linear, so any
     stripe pattern cancels exactly and the noise does not bias the scale
-    (row *medians* do: a median of wisp + noise is not the wisp's median,
-    measured 8 % low); sources are excluded by ``mask``.  Then
+    (row *medians* do: a median of wisp + noise is not the wisp's median);
+    sources are excluded by ``mask``.  Then
     :func:`young.algorithms.wisp.fit_scale` (biweight scatter, bounded search)
     fits the scale over the template region.  The 1/f pattern is measured on
     ``image - scale * template``; the wisp itself is left for young-wisp.

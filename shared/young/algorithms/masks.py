@@ -17,12 +17,12 @@ rms on the still-unmasked pixels, and excludes masked pixels from detection.
 
 Pure functions over numpy arrays: no file I/O, no logging set-up.
 
-Speed (one core, 2048 x 2048: ~0.35 s for the ``young`` preset): the three
-operations that make the original slow are replaced by equivalent cheaper
-ones, each explained where it is done: the ring median runs on an 8 x 8
-block-median image, the Gaussian smoothings are float32 FFT convolutions (the
-wide tiers on block means, :func:`_smooth_binned`), and the large circular
-dilations are octagons built from doubling shifts (see :func:`dilate`).
+Speed: the three operations that make the original slow are replaced by
+equivalent cheaper ones, each explained where it is done: the ring median runs
+on an 8 x 8 block-median image, the Gaussian smoothings are float32 FFT
+convolutions (the wide tiers on block means, :func:`_smooth_binned`), and the
+large circular dilations are octagons built from doubling shifts (see
+:func:`dilate`).  Their timings are in docs/algorithms.md, "Source masks".
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class MaskParams:
         Block size of the downsampled image on which the ring median runs.
     max_samples : int
         Largest number of pixels used for each robust statistic (a regular
-        subsample of the unmasked pixels; the statistical error of the
-        biweight rms from 2**16 pixels is ~0.3 %).
+        subsample of the unmasked pixels; docs/algorithms.md, "Source masks",
+        gives the statistical error of the default).
     """
 
     ring_radius_in: float = 40.0
@@ -188,10 +188,9 @@ def _pad_to(a: np.ndarray, f: int, fill: float | None = None) -> np.ndarray:
 def _block_reduce(a: np.ndarray, f: int, func: str, fill: float | None = None) -> np.ndarray:
     """Block mean or median over f x f blocks (padded to a multiple of f, see :func:`_pad_to`).
 
-    The mean is a sum of strided views (numpy's ``mean(axis=(1, 3))`` on the
-    4-D view is ~10x slower); the median sorts each block (``np.median`` over
-    the 64 values of 8 x 8 blocks partitions 5x slower than a sort).  NaN
-    must have been replaced before.
+    The mean is a sum of strided views and the median sorts each block, both
+    cheaper than numpy's ``mean`` / ``median`` over the 4-D block view
+    (docs/algorithms.md, "Source masks").  NaN must have been replaced before.
     """
     if f == 1:
         return a.astype(np.float32, copy=True)
@@ -242,8 +241,8 @@ def _upsample(low: np.ndarray, f: int, shape: tuple) -> np.ndarray:
     """Bilinear upsampling of a block image (block centres) back to ``shape``.
 
     Hand-written separable form (one vectorised pass per sub-block phase):
-    ``scipy.ndimage.zoom(order=1, grid_mode=True)`` gives the same values but
-    takes ~0.16 s for 256 -> 2048 against ~0.01 s here.
+    the same values as ``scipy.ndimage.zoom(order=1, grid_mode=True)``, at a
+    fraction of its cost.
     """
     low = np.asarray(low, dtype=np.float32)
     if f == 1:
@@ -259,11 +258,11 @@ def ring_median_background(data: np.ndarray, bad: np.ndarray, radius_in: float =
 
     The CEERS code runs ``scipy.ndimage.median_filter`` with a
     ``Ring2DKernel(40, 3)`` footprint (~780 pixels) at full resolution, which
-    takes minutes on a full frame.  The ring median is a background estimate
+    is slow on a full frame.  The ring median is a background estimate
     on a 40-px scale, so it is computed here on an image of ``block x block``
     block medians with a ring of inner radius ``radius_in / block`` and width
-    ``max(width / block, 1)`` blocks, and bilinearly upsampled (~0.15 s for
-    2048 x 2048 with ``block=8``).  ``block=1`` gives the exact original.
+    ``max(width / block, 1)`` blocks, and bilinearly upsampled.  ``block=1``
+    gives the exact original.
 
     Parameters
     ----------
@@ -371,10 +370,10 @@ def _dilate_small_disk(mask: np.ndarray, radius: float) -> np.ndarray:
 def dilate(mask: np.ndarray, radius: float) -> np.ndarray:
     """Dilate a boolean mask by (approximately) a disk of the given radius.
 
-    Exact circular dilation is slow for the radii used here (up to 33 px):
-    ``binary_dilation`` with a 67 x 67 footprint (photutils'
-    ``make_source_mask(footprint=circular_footprint(33))``) takes seconds and
-    ``distance_transform_edt`` ~0.7 s per full frame.  The disk is replaced by
+    Exact circular dilation is slow for the radii used here (up to 33 px),
+    whether by ``binary_dilation`` with a 67 x 67 footprint (photutils'
+    ``make_source_mask(footprint=circular_footprint(33))``) or by
+    ``distance_transform_edt``.  The disk is replaced by
     a regular octagon (radii >= 6; smaller disks are done exactly as a union
     of rectangles), the Minkowski sum of a square of radius ``b`` and a
     diamond (L1 ball) of radius ``a`` with ``a + b = 0.961 radius`` and
@@ -383,9 +382,8 @@ def dilate(mask: np.ndarray, radius: float) -> np.ndarray:
     width within 2.5 %.  The square and the
     diamond are themselves sums of line segments (horizontal, vertical, two
     diagonals, and a 3x3 cross for the diamond's odd/even parity), each done
-    with doubling shifts: ~15-25 ms per full frame for any radius and any mask
-    (iterated 3x3 ``binary_dilation`` gives the identical octagon but costs
-    0.1-0.2 s on a crowded mask).
+    with doubling shifts, so the cost does not grow with the radius
+    (docs/algorithms.md, "Source masks", has the timings).
 
     Parameters
     ----------
@@ -433,9 +431,9 @@ def _smooth(img: np.ndarray, sigma: float, fill: float = 0.0) -> np.ndarray:
     The CEERS code uses ``astropy.convolution.convolve_fft`` with a
     ``Gaussian2DKernel`` (boundary 'fill'); this is the same convolution done
     directly with ``scipy.fft`` in float32 with the kernel's analytic transfer
-    function, ~0.07 s per full frame for any sigma (``gaussian_filter`` costs
-    0.12 s at sigma = 2 and ~1.5 s at sigma = 25).  The image is padded by
-    4 sigma (circular wrap-around then only sees ``fill``).
+    function, whose cost does not depend on sigma (``gaussian_filter``'s grows
+    with it).  The image is padded by 4 sigma (circular wrap-around then only
+    sees ``fill``).
     """
     ny, nx = img.shape
     pad = int(np.ceil(4.0 * sigma))
@@ -472,10 +470,9 @@ def _smooth_binned(img: np.ndarray, sigma: float, fill: float = 0.0) -> np.ndarr
     mean is a box of variance (f^2 - 1) / 12 and the linear interpolation
     adds f^2 / 6 on average over the sub-block phase; the low-resolution
     kernel is narrowed by both, so the net smoothing is the requested
-    Gaussian.  Differences from :func:`_smooth` are < 2 % of the smoothed
-    peak of a point source (tests/test_masks.py); the whole mask takes
-    ~0.2 s less per full frame.  Edges: partial blocks are filled with
-    ``fill``, like the outside of the image.
+    Gaussian (its difference from :func:`_smooth`: docs/algorithms.md,
+    "Source masks").  Edges: partial blocks are filled with ``fill``, like
+    the outside of the image.
     """
     f = _bin_factor(sigma, img.shape)
     if f == 1:
@@ -490,16 +487,16 @@ def _detect(smoothed: np.ndarray, threshold: float, npixels: int,
     """Pixels of 8-connected segments above ``threshold`` with >= npixels.
 
     Same as ``photutils.segmentation.detect_sources(...).data > 0`` with
-    ``mask=exclude``, hand-written because photutils spends 0.07-0.6 s per
-    full frame on relabelling and bookkeeping the mask does not need
-    (``ndimage.label`` + ``bincount`` of the detected pixels: ~0.01 s).
+    ``mask=exclude``, hand-written (``ndimage.label`` + ``bincount`` of the
+    detected pixels) because photutils also relabels and keeps books the mask
+    does not need.
     """
     above = smoothed > threshold
     above &= ~exclude
     if npixels <= 1:
         return above
     # Sizes and the lookup only over the detected pixels (a few % of the
-    # frame): whole-frame bincount/lookup of the labels cost ~25 ms per tier.
+    # frame), not over the labels of the whole frame.
     labels, n = ndimage.label(above, structure=_SQUARE)
     if n == 0:
         return above
@@ -589,8 +586,8 @@ def _block_nanmedian(a: np.ndarray, f: int, min_fraction: float) -> np.ndarray:
     """Median of the finite pixels of each full f x f block (NaN with fewer than ``min_fraction`` of them).
 
     The sort puts NaN last, so the median of a block's ``n`` finite values is
-    read at ``(n - 1) // 2`` and ``n // 2`` (``np.nanmedian`` over the blocks is
-    ~5x slower).  Partial blocks at the high edges are left out.
+    read at ``(n - 1) // 2`` and ``n // 2`` (cheaper than ``np.nanmedian`` over
+    the blocks).  Partial blocks at the high edges are left out.
     """
     ny, nx = a.shape[0] // f, a.shape[1] // f
     b = np.sort(np.asarray(a[: ny * f, : nx * f], dtype=np.float32)
@@ -621,11 +618,9 @@ def extended_light_mask(image: np.ndarray, mask: np.ndarray, block: int = 32, ns
 
     For the 1/f correction ``image`` should be roughly destriped first (row
     stripes are not extended light); the scatter it measures then is the 1/f
-    noise that varies along a row (~0.1 DN/s per 32 x 32 block with stripes of
-    0.8 DN/s) plus the pixel noise.  Measured on a simulated full frame with
-    an r_eff = 150 px Sersic blob (0.3 DN/s at r_eff): the blob's light inside
-    2 r_eff lost 0.108 DN/s to the 1/f correction with the tiered mask alone,
-    0.001 with this tier (amp method).
+    noise that varies along a row plus the pixel noise.  What this tier saves
+    an extended source from the 1/f correction is in docs/algorithms.md,
+    "Source masks".
 
     Parameters
     ----------

@@ -2,9 +2,9 @@
 
 Pure numpy: the 1/f, wisp and background corrections take medians, clipped
 medians and modes of thousands of short rows per image; computing them row by
-row with astropy costs seconds per full frame, these vectorised versions work
+row with astropy is slow on a full frame, these vectorised versions work
 on sorted rows (see each function for how, and for the astropy equivalent
-they reproduce).
+they reproduce; docs/performance.md has the timings).
 """
 
 from __future__ import annotations
@@ -61,8 +61,7 @@ def clipped_median(values: np.ndarray, sigma: float = 2.0, maxiters: int = 5) ->
     are winsorised before any std is taken), computed differently: each row is sorted once; the retained
     values are then a contiguous run of the sorted row, so a clipping
     iteration only moves the two ends of the run (found by bisection) and the
-    std comes from prefix sums.  astropy's axis-wise clipping of 8192 x 512
-    values takes ~0.5 s, this ~0.1 s.
+    std comes from prefix sums.
 
     Parameters
     ----------
@@ -198,7 +197,7 @@ def mode_level(values: np.ndarray, scale: float | np.ndarray, width: float = 1.5
     1. a start value: the half-sample mode (Bickel & Fruehwirth 2006:
        repeatedly keep the shortest interval holding half of the remaining
        values), which finds the sky peak even when the tail holds more than
-       half of the pixels; or (``start='median'``, ~30 % faster) the median;
+       half of the pixels; or (``start='median'``, cheaper) the median;
     2. refinement, first with a window twice as wide: the mean of the values
        within ``+- width * scale`` of the current estimate, iterated (a
        flat-kernel mean shift).  For a clean Gaussian this is a symmetric
@@ -236,7 +235,7 @@ def mode_level(values: np.ndarray, scale: float | np.ndarray, width: float = 1.5
         # The start only has to land in the sky peak's basin (the refinement
         # below moves it to the same fixed point), so long rows use every
         # s-th sorted value: a regular sample of the quantiles (the HSM's
-        # candidate-window gathers cost ~0.1 s per full frame otherwise).
+        # candidate-window gathers over whole rows are costly).
         s = max(1, n_all // HSM_SAMPLES)
         mode = _half_sample_mode(x[:, ::s], -(-n_valid // s))
     else:
@@ -275,8 +274,8 @@ def robust_mode(values: np.ndarray, max_samples: int = 2**18) -> float:
     """Robust mode of a pixel distribution (the pedestal): 3 x median - 2 x mean after 3-sigma clipping.
 
     The estimator of photutils' ``ModeEstimatorBackground`` (the same numbers),
-    written with astropy's ``SigmaClip`` directly: importing photutils costs a
-    tool process ~0.5 s for this one formula.  Computed on a regular subsample
+    written with astropy's ``SigmaClip`` directly so that a tool process does
+    not import photutils for this one formula.  Computed on a regular subsample
     of at most ``max_samples`` finite values (statistical error ~ sigma / 400
     for 2**18).
 
@@ -323,7 +322,7 @@ def transposed(a: np.ndarray, block: int = 64) -> np.ndarray:
 
     The column statistics sort along rows of the transposed image;
     ``np.ascontiguousarray(a.T)`` walks the source with a stride of a whole
-    row and takes ~30 ms for 2048 x 2048 float32, these cache-sized bands ~6 ms.
+    row, these bands stay in the cache.
     """
     ny, nx = a.shape
     out = np.empty((nx, ny), dtype=a.dtype)

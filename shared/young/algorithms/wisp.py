@@ -6,20 +6,17 @@ one scale factor per exposure, fitted by minimising a robust scatter of
 ``data - s * template`` over the unmasked template region, then ``s * template``
 is subtracted (or its strong pixels flagged in DQ).  See docs/algorithms.md, "Wisps".
 
-Where YOUNG departs from the baseline, measured on the simulated full frame of
-``tests/test_wisp.py`` (wisp peak 4 sigma, 10 noise realisations):
+Where YOUNG departs from the baseline (docs/algorithms.md, "Wisps", has the
+figures behind each):
 
-* a bounded Brent search instead of a 200-point scan (0.3 s instead of ~5 s);
+* a bounded Brent search instead of a 200-point scan;
 * the biweight midvariance instead of the MAD as the scatter (default; the
-  MAD stays available): the MAD minimiser scattered 3 % between noise
-  realisations, the biweight 0.5 %;
+  MAD stays available): a smoother objective whose minimum scatters less
+  between noise realisations;
 * an uncertainty (spatial block jackknife), recorded with the scale;
-* the template region selected on a lightly smoothed template (bias of the
-  scale +0.6 % -> +0.1 %), the row pattern removed from template and data
-  alike, and measured per amplifier row (1/f stripes differ between
-  amplifiers: on the demo's faint wisps the mean pull of the six fits went
-  from -0.7 to +0.05 sigma; on the test frame with stripes of their own in
-  each amplifier the error is 2.2x smaller than with whole rows).
+* the template region selected on a lightly smoothed template (less bias of
+  the scale), the row pattern removed from template and data alike, and
+  measured per amplifier row (1/f stripes differ between amplifiers).
 
 Everything here works on numpy arrays in the orientation of the ``_cal``
 product (DMS, ``(ny, nx)``, row = y); nothing reads files, logs or talks to
@@ -88,28 +85,24 @@ class WispFitParams:
         9 MAD, as astropy's ``biweight_midvariance``), robust to outliers
         beyond ~6 sigma and a smooth function of ``s``.  ``'mad'``: the median
         absolute deviation of the baseline.  Minimising a MAD is a
-        least-median-type regression (cube-root convergence): on the
-        simulated full frame of ``tests/test_wisp.py`` (wisp peak 4 sigma,
-        10^5 pixels) it scattered 3 % around the truth between noise
-        realisations, the biweight 0.35-0.55 %, at the same cost (see
-        ``test_jackknife_uncertainty_is_calibrated``).  docs/algorithms.md names
-        the MAD; it stays available for comparison with the baseline.
+        least-median-type regression (cube-root convergence), so its scale
+        scatters more between noise realisations (docs/algorithms.md,
+        "Wisps"); it stays available for comparison with the baseline.
     correct_rows : bool
         Remove the per-row pattern (1/f residuals) before fitting; the pattern
         is measured outside the template region and never leaves the fit.
     max_pixels : int
         At most this many template-region pixels enter the objective (a fixed
         random subsample beyond it).  The statistical error of the scale goes
-        as ``1/sqrt(N)``: with 10^5 pixels it is 0.5 % for a wisp peaking at
-        4 sigma of the sky noise (2 % at 1 sigma), below what the template
-        shape itself is good for, while one evaluation costs 2.5 ms instead of
-        ~15 ms for the ~5x10^5-pixel region of a full frame.
+        as ``1/sqrt(N)``; with the default it stays below what the template
+        shape itself is good for, and one evaluation costs a fraction of one
+        over the whole region of a full frame (docs/algorithms.md, "Wisps").
     n_coarse : int
         Points of a coarse scan over ``bounds`` that pick the bracket of the
         bounded Brent search (guards against a secondary minimum).
     xatol : float
-        Absolute tolerance of the Brent search on the scale; 5e-4 is ten
-        times below the best statistical error above.
+        Absolute tolerance of the Brent search on the scale; 5e-4 is well
+        below the scale's statistical error (see ``max_pixels``).
     n_groups : int
         Groups of the spatial block jackknife that gives the uncertainty;
         0 disables it (uncertainty NaN).
@@ -124,8 +117,7 @@ class WispFitParams:
     noutputs : int
         Amplifiers of the readout (``meta.exposure.noutputs``, 1 or 4): the
         row pattern is measured per amplifier row, since 1/f stripes differ
-        between amplifiers (with 1/f left in, a whole-row pattern pushed the
-        scale of faint demo wisps to the bounds).
+        between amplifiers.
     """
 
     bounds: tuple[float, float] = (0.0, 2.0)
@@ -169,9 +161,8 @@ def _biweight_midvariance(values: np.ndarray, c: float = 9.0) -> float:
 
     Same definition as ``astropy.stats.biweight_midvariance`` (location = the
     median, tuning constant ``c`` MADs, sample size = all values), written out
-    because the objective is evaluated ~150 times per fit: this version takes
-    2.5 ms on 10^5 float32 values, astropy's ~8 ms (it sorts with NaN
-    handling and float64 conversions we do not need).
+    because the objective is evaluated many times per fit and astropy's
+    version sorts, with NaN handling and float64 conversions not needed here.
     """
     n = values.size
     half = n // 2
@@ -253,7 +244,7 @@ def row_pattern(data: np.ndarray, mask: np.ndarray, min_pixels: int = 20) -> np.
     work = np.where(np.asarray(mask, bool) | ~np.isfinite(data), np.nan, data)
     # Hand-written row median: NaNs sort last, so the median of row i is the
     # middle of its first n_i sorted values.  np.nanmedian(axis=1) gives the
-    # same numbers but is ~8x slower (0.25 s vs 0.03 s on a full frame).
+    # same numbers, more slowly.
     srt = np.sort(work, axis=1)
     n = np.sum(np.isfinite(work), axis=1)
     rows = np.arange(work.shape[0])
@@ -348,7 +339,7 @@ def fit_scale(
         subarray pass the cut of the full-frame region
         (``cut_template(template_region(full), ...)``): a region thresholded
         on a subarray centred on the wisp keeps only its top and leaves the
-        rest to bias the row pattern (-7 % in the tests).
+        rest to bias the row pattern.
     params : WispFitParams, optional
         Fit parameters; keyword ``overrides`` replace single fields, e.g.
         ``fit_scale(d, t, m, bounds=(0, 3), statistic='mad')``.
@@ -413,8 +404,8 @@ def fit_scale(
     if n_region > p.max_pixels:
         keep = np.sort(rng.choice(n_region, size=p.max_pixels, replace=False))
         iy, ix = iy[keep], ix[keep]
-    # float32 values: the objective is evaluated ~150 times and partition /
-    # arithmetic are twice as fast; sums accumulate in float64.
+    # float32 values: the objective is evaluated many times and partition /
+    # arithmetic are cheaper in float32; sums accumulate in float64.
     d0 = np.asarray(data)[iy, ix].astype(np.float32)
     t0 = np.asarray(template)[iy, ix].astype(np.float32)
     d, t = d0, t0
@@ -422,9 +413,8 @@ def fit_scale(
         # The row medians outside the region still contain the faint wisp
         # wings, s * P(template).  Removing the same row pattern from the
         # template as from the data keeps data and model filtered alike
-        # (exact for a linear filter, close for a median; re-measuring the
-        # pattern on data - s * template and refitting changed nothing
-        # measurable in the tests' Monte Carlo, at +40 % run time).
+        # (exact for a linear filter, close for a median; why the pattern is
+        # not re-measured on data - s * template: docs/algorithms.md, "Wisps").
         t_pattern = amp_row_pattern(template, bad | region, p.noutputs)
         d = d0 - pattern[iy, ix].astype(np.float32)
         t = t0 - t_pattern[iy, ix].astype(np.float32)

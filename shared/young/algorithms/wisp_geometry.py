@@ -38,9 +38,8 @@ def template_region(template: np.ndarray, nsigma: float = 2.0, smooth: float = 3
         with the threshold; 0 compares the template itself (the baseline).
         The v3 templates are stacks with pixel noise: selecting on the noisy
         pixels keeps those whose noise is high near the threshold, which
-        biased the fitted scale by +0.6 % in the tests' Monte Carlo; with a
-        3-px smoothing the bias was +0.1 % and the scatter 0.49 % instead of
-        0.68 %.  Only the selection is smoothed, never the fitted template.
+        biases the fitted scale (docs/algorithms.md, "Wisps").  Only the
+        selection is smoothed, never the fitted template.
 
     Returns
     -------
@@ -143,7 +142,7 @@ def map_mask(
         and interpolated in between with a bicubic spline: the SW->LW map is
         a smooth distortion polynomial, so the interpolation error is far
         below 0.01 px while a full-frame gwcs evaluation (4 M pixels through
-        the distortion and its inverse) would take seconds.  If the mapper
+        the distortion and its inverse) would be slow.  If the mapper
         returns non-finite values on that grid every pixel is mapped exactly.
 
     Returns

@@ -86,7 +86,7 @@ class ToolSpec:
         Header keyword that marks the correction as applied; an input that
         has it is refused (``--force`` overrides).
     warm : callable or str, optional
-        Imports what ``process`` needs (jwst's pipelines take seconds): run
+        Imports what ``process`` needs (jwst's pipelines are slow to import): run
         in the other workers while the prefetch runs.
     runs_jwst_steps : bool
         Whether ``--set STEP.PARAM=VALUE`` means anything to the tool.

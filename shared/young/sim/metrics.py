@@ -196,8 +196,8 @@ def oracle_floor(data: np.ndarray, truth: np.ndarray, good: np.ndarray, noutputs
     sources are).  What it leaves is the noise of a per-amplifier row median
     -- with this image's real pixel noise, correlations and source-free
     pixel counts -- and nothing else; a correction cannot be expected to do
-    better.  (For white Gaussian noise this is :func:`median_floor`; on
-    stage-1 rate files the oracle is ~1.25 x that formula.)
+    better.  (For white Gaussian noise this is :func:`median_floor`;
+    docs/simulator.md gives how far stage-1 rate files are from it.)
 
     Parameters
     ----------

@@ -242,10 +242,9 @@ def mosaic_ee_radii_arcsec(filt: str, fractions, native_scale: float, out_scale:
     (``native_scale``), the drizzle drop (``pixfrac x native_scale``) and the
     output pixel (``out_scale``), each a box; aperture photometry on the
     mosaic measures that PSF's encircled energy.  The APCORR reference of the
-    simulated CRDS cache uses these radii: with the optical PSF's own radii
-    jwst's source_catalog ``aper_total_flux`` came out 5-13 % low on
-    young-sim mosaics (the apertures enclosed less than their nominal
-    fraction).
+    simulated CRDS cache uses these radii: the optical PSF's own radii enclose
+    less than their nominal fraction in a mosaic, and jwst's source_catalog
+    ``aper_total_flux`` comes out low (docs/algorithms.md, "Stage 3").
     """
     h = step or min(native_scale, out_scale) / 9.0
     half = int(math.ceil((PSF_RADIUS_ARCSEC + 2 * native_scale + out_scale) / h))

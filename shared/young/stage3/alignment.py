@@ -45,8 +45,8 @@ class AbsoluteAlignStep(Step):
     neighbour closer than ``abs_separation`` -- which, after the relative
     alignment, is each source seen by more than one exposure.  Only sources
     seen once survive: mostly those at image edges, whose centroids are
-    biased, and the absolute solution inherits a bias of several mas
-    (measured on young-sim data: 3.4 mas).  This hook keeps one detection per
+    biased, and the absolute solution inherits their bias
+    (docs/algorithms.md, "Stage 3").  This hook keeps one detection per
     source (the one farthest from its image edge;
     :func:`young.algorithms.astrometry.deduplicate_detections`)
     and runs tweakreg's absolute alignment again with those catalogs

@@ -50,10 +50,9 @@ def parse_extract(value: str | Iterable[str] | None, section: Mapping[str, Any] 
     return [e for e in EXTRACTS if e in names]
 
 
-#: YOUNG's defaults where jwst's do not suit NIRCam mosaics (each measured on young-sim data):
+#: YOUNG's defaults where jwst's do not suit NIRCam mosaics (docs/algorithms.md, "Stage 3"):
 #: outlier_detection's default derivative scale (1.2 0.7) flags the cores of bright undersampled
-#: stars (F277W: -3 % to -4 % of their flux in the mosaic); 2.0 1.0 keeps them, cosmic rays are
-#: still rejected.
+#: stars; 2.0 1.0 keeps them, cosmic rays are still rejected.
 DEFAULT_STEPS = {"outlier_detection.scale": "2.0 1.0"}
 
 

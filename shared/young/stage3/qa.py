@@ -20,7 +20,7 @@ def catalog_positions(catalog, max_good: int = 100):
     """RA, Dec (deg), mosaic x, y (pixels) and a mask of the brightest point-like, high-S/N sources.
 
     At most ``max_good`` sources (the brightest) are marked good: enough for residual statistics,
-    and the per-exposure centroiding stays a few seconds per group.
+    and the per-exposure centroiding stays short.
     """
     cols = {c.lower(): c for c in catalog.colnames}
     sc = catalog[cols["sky_centroid"]]

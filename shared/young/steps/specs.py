@@ -6,7 +6,7 @@ and the help text as the comment.  The same declaration gives the tool's
 command-line options, its help text, the validation of the ``fnoise:`` /
 ``wisp:`` / ``bkg:`` config sections and of ``strun`` arguments.  They live
 in this light module so that a tool builds its options and checks its inputs
-without importing jwst (about a second per process).
+without importing jwst, which is slow (docs/performance.md).
 """
 
 #: young-fnoise / FnoiseStep (young_fnoise)

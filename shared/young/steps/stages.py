@@ -35,7 +35,7 @@ def check_steps(pipeline_name: str, steps: dict[str, Any]) -> None:
 
 def _params(pipeline_name: str, section: dict, cli: dict) -> dict:
     steps = dict(cli.get("steps") or {})
-    if steps:  # only what the user gave (importing jwst costs seconds; YOUNG's own keys are known good)
+    if steps:  # only what the user gave (importing jwst is slow; YOUNG's own keys are known good)
         check_steps(pipeline_name, steps)
     for seed_key, target in SEED_STEP_KEYS.items():
         if pipeline_name == "Detector1Pipeline" and section.get(seed_key) is not None:
@@ -100,7 +100,7 @@ def validate_rate(src: Path, params: dict):
 
 
 def import_pipelines() -> None:
-    """Import jwst's pipelines (several seconds): ``ToolSpec.warm`` of the stage tools."""
+    """Import jwst's pipelines (slow): ``ToolSpec.warm`` of the stage tools."""
     from jwst import pipeline  # noqa: F401
 
 

@@ -272,8 +272,8 @@ def lw_coverage(sw_to_lw, sw_shape: tuple[int, int], lw_shape: tuple[int, int], 
     The mapping is evaluated on a grid every ``step`` SW pixels; a grid cell
     counts as covered only when its four corners map inside the LW array, so
     the SW pixels near the edge of the LW footprint count as uncovered (and
-    get the SW image's own mask).  ~0.05 s for a full frame instead of a
-    second :func:`young.algorithms.wisp_geometry.map_mask`.
+    get the SW image's own mask).  Cheaper than a second
+    :func:`young.algorithms.wisp_geometry.map_mask`.
     """
     ny, nx = sw_shape
     ys = np.unique(np.r_[0:ny:step, ny - 1]).astype(float)
