@@ -23,7 +23,9 @@ def test_env_variable_and_unknown_keys_reported(tmp_path):
     f.write_text("pixfrac: 0.8\nbogus_key: 1\n")
     cfg = config.load(None, env={"YOUNG_CONFIG": str(f)})
     assert cfg.get("pixfrac") == 0.8
-    assert cfg.warnings == [f"{f}: unknown key 'bogus_key' ignored"]
+    assert cfg.warnings == []   # unknown keys are the tools' business: config.check_keys, before any work
+    with pytest.raises(UsageError, match=r"c.yaml: unknown key 'bogus_key'"):
+        config.check_keys(cfg, {"fnoise": [], "wisp": [], "bkg": []})
     assert config.load(None, env={}).data == {}
 
 

@@ -563,7 +563,7 @@ def test_a_tool_name_without_prefix_and_the_version_command():
     r = run_entry("--version", env={"CRDS_CONTEXT": "jwst_1581.pmap"})
     assert r.returncode == 0
     assert r.stdout.strip() == (f"young {young_version()} (jwst {pins()['jwst']}, crds {pins()['crds']}, "
-                                "CRDS context jwst_1581.pmap)")
+                                "CRDS context jwst_1581.pmap ($CRDS_CONTEXT))")
 
 
 def test_make_uses_the_repository_makefile_and_venv():

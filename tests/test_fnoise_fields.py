@@ -169,7 +169,7 @@ def test_wisp_scale_through_the_chain(wisp_field, family, tmp_path):
     env = dict(wisp_field["env"])
     fix = run_tool("young-fnoise", "--wisp-templates", tmpl, inp, env=env)
     cals = run_tool("young-stage2", "--jobs", "2", stdin=fix.stdout, env=env)
-    w = run_tool("young-wisp", "--templates", tmpl, stdin=cals.stdout, env=env)
+    w = run_tool("young-wisp", "--wisp-templates", tmpl, stdin=cals.stdout, env=env)
     sw = next(Path(p) for p in w.stdout.split() if "nrca3" in p)
     h = fits.getheader(sw, 0)
     fixed = next(Path(p) for p in fix.stdout.split() if "nrca3" in p)

@@ -677,7 +677,7 @@ def test_resume_and_failing_group_keeps_the_others(run3, tmp_path):
         m.save(str(bad_dir / "jw09001001001_02103_00001_nrca3_cal.fits"))
     before = {p: p.stat().st_mtime for p in run3.out.rglob("*_i2d.fits")}
     args = [PY, str(TOOLS / "young-stage3"), "--config", run3.root / "young.yaml", "-o", run3.out, "-j", "2",
-            "--refcat", run3.refcat, "--extract", "sci,err,wht", "--no-qa"]
+            "--refcat", run3.refcat, "--extract", "sci,err,wht", "--no-plot"]
     paths = "\n".join(map(str, [*sorted(run3.cal.glob("*_cal.fits")), bad_dir / "jw09001001001_02103_00001_nrca3_cal.fits"]))
     r = subprocess.run(args, input=paths, capture_output=True, text=True, env=tool_env(), timeout=900)
     assert r.returncode == 1, r.stderr

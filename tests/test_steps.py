@@ -27,7 +27,7 @@ from jwst.pipeline import Image2Pipeline
 from young.steps.bkg_step import BkgStep
 from young.steps.wisp_step import WispStep
 rate, out, templates = sys.argv[1:4]
-hooks = [WispStep(templates=templates, use_lw=False), BkgStep(mode="pedestal")]
+hooks = [WispStep(wisp_templates=templates, use_lw=False), BkgStep(mode="pedestal")]
 Image2Pipeline.call(rate, output_dir=out, save_results=True, configure_log=False,
                     steps={"resample": {"skip": True}, "photom": {"post_hooks": hooks}})
 print(json.dumps("done"))
@@ -46,7 +46,7 @@ def routes(tmp_path_factory, tiny_set, tiny_rates):
     tools.mkdir()
     env = tool_env(**tiny_set.crds_env())
     cal = Path(run_tool("young-stage2", "-q", "-o", tools, rate, env=env).stdout.strip())
-    wisp = Path(run_tool("young-wisp", "-q", "--templates", tmpl, "--no-lw", cal, env=env).stdout.strip())
+    wisp = Path(run_tool("young-wisp", "-q", "--wisp-templates", tmpl, "--no-lw", cal, env=env).stdout.strip())
     bkg = Path(run_tool("young-bkg", "-q", wisp, env=env).stdout.strip())
     hooked = root / "hooked"
     hooked.mkdir()

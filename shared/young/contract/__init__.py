@@ -6,8 +6,10 @@ input lists from arguments, stdin and folders (``inputs``), atomic writes
 (``config``), parameter specs read without jwst (``spec``), the CRDS
 environment and prefetch (``crdsenv``, ``refs``), FITS input checks
 (``fitscheck``), the serial / ``--jobs`` / MPI farm (``parallel``), the
-runner and reporter every tool runs through (``runner``) and the command-line
-builder (``cli``).
+records it passes around (``records``: tool spec, options, tasks, outcomes),
+the runner every tool runs through (``runner``: plan, resume key, atomic
+products and logs), what the user sees (``reporter``) and the command-line
+builder (``cli``, ``clicompat``).
 
 May import: the standard library, numpy/astropy/crds/typer/rich/mpi4py, and
 ``young`` itself for its version.  Never the algorithms, steps, stage 3 or

@@ -25,6 +25,9 @@ from typing import Any, Iterable, Mapping
 
 from young.contract.errors import UsageError
 
+#: the key of :meth:`Config.section`'s result that names its source in error messages
+SOURCE_KEY = "__source__"
+
 SECTIONS = ("stage1", "stage2", "fnoise", "wisp", "bkg", "stage3", "refs", "sim")
 
 #: keys whose values are paths (resolved against the config file's folder)
@@ -72,6 +75,19 @@ KNOWN_KEYS = {
     "download_cal_references": "(seed) always done once by young-refs",
 }
 
+#: keys of each tool's section besides the top-level ones (which a section may override); the
+#: sections of the correction tools also take their step's parameters (``ToolSpec.config_sections``)
+SECTION_KEYS = {
+    "stage1": {"steps", "param_file", "output_dir"},
+    "stage2": {"steps", "param_file", "resample", "output_dir"},
+    "stage3": {"steps", "output_dir"},
+    "fnoise": {"output_dir"},
+    "wisp": {"output_dir"},
+    "bkg": {"output_dir"},
+    "refs": set(),
+    "sim": set(),
+}
+
 #: seed step names accepted in skip_steps, mapped to YOUNG's
 SKIP_ALIASES = {
     "fnoise": "fnoise", "fnoise_correction": "fnoise", "cal_fnoise_reduction": "fnoise",
@@ -99,9 +115,13 @@ class Config:
     warnings: list[str] = field(default_factory=list)
 
     def section(self, tool: str) -> dict:
-        """Top-level keys overlaid with the tool's own section."""
+        """Top-level keys overlaid with the tool's own section.
+
+        :data:`SOURCE_KEY` holds how errors name a value of it (``young.yaml: fnoise``).
+        """
         merged = {k: v for k, v in self.data.items() if k not in SECTIONS}
         merged.update(self.data.get(tool) or {})
+        merged[SOURCE_KEY] = f"{self.path}: {tool}" if self.path else f"config {tool}"
         return merged
 
     def get(self, key: str, tool: str | None = None, default: Any = None) -> Any:
@@ -228,8 +248,6 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
             if value is not None and not isinstance(value, dict):
                 cfg.warnings.append(f"{p}: section '{key}' must be a mapping; ignored")
                 cfg.data[key] = {}
-        elif key not in KNOWN_KEYS:
-            cfg.warnings.append(f"{p}: unknown key '{key}' ignored")
     skip = data.get("skip_steps") or []
     if isinstance(skip, str):
         skip = skip.split()
@@ -239,6 +257,49 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
                 f"skip_steps: unknown step '{name}' (known: {', '.join(sorted(set(SKIP_ALIASES.values())))})", p
             )
     return cfg
+
+
+def check_keys(cfg: Config, step_sections: Mapping[str, Iterable[str]]) -> None:
+    """Raise for the first unknown key of the config, at any level.
+
+    Top-level keys must be :data:`KNOWN_KEYS`, a section name, or a key of some
+    section (the top level applies to every tool).  A section's keys must be
+    top-level keys, its :data:`SECTION_KEYS` or, for the sections in
+    ``step_sections``, its step's parameters.  Sections whose step
+    parameters are not given are checked only by their own tool.
+
+    Parameters
+    ----------
+    cfg : Config
+    step_sections : mapping of str to iterable of str
+        ``{section: parameter names}`` for ``fnoise``, ``wisp``, ``bkg``.
+
+    Raises
+    ------
+    UsageError
+        ``young.yaml: fnoise: unknown key 'mask_tresh' (did you mean mask_thresh?)``.
+    """
+    from young.contract.spec import unknown_key_message
+
+    if cfg.path is None:
+        return
+    step_sections = {k: set(v) for k, v in step_sections.items()}
+    complete = {"fnoise", "wisp", "bkg"} <= set(step_sections)
+    every = set(KNOWN_KEYS).union(*SECTION_KEYS.values(), *step_sections.values())
+    for key in cfg.data:
+        if key in SECTIONS or key in every:
+            continue
+        if complete:
+            raise UsageError(unknown_key_message(str(key), sorted(every | set(SECTIONS)), str(cfg.path)))
+        cfg.warnings.append(unknown_key_message(str(key), sorted(every | set(SECTIONS)), str(cfg.path)) + ": ignored")
+    for name in SECTIONS:
+        sec = cfg.data.get(name)
+        if not isinstance(sec, dict) or (name in ("fnoise", "wisp", "bkg") and name not in step_sections):
+            continue
+        known = set(KNOWN_KEYS) | SECTION_KEYS[name] | step_sections.get(name, set())
+        for key in sec:
+            if key not in known:
+                raise UsageError(unknown_key_message(str(key), sorted(known), f"{cfg.path}: {name}"))
 
 
 def skip_steps(cfg: Config) -> set[str]:

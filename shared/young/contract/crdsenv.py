@@ -63,6 +63,100 @@ def configure(
     return {k: env[k] for k in env if k.startswith("CRDS_")}
 
 
+def default_cache() -> str:
+    """crds's default cache folder when ``CRDS_PATH`` is not set."""
+    return os.path.join(os.path.expanduser("~"), "crds_cache")
+
+
+def _server_config(cache: str | os.PathLike, cfgpath: str | None = None) -> dict:
+    """The cache's record of the server's contexts (``config/jwst/server_config``), or ``{}``."""
+    import ast
+
+    try:
+        text = (Path(cfgpath or Path(cache) / "config") / "jwst" / "server_config").read_text()
+    except OSError:
+        return {}
+    try:
+        info = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        try:
+            import json
+
+            info = json.loads(text)
+        except ValueError:
+            return {}
+    return info if isinstance(info, dict) else {}
+
+
+#: symbolic context names and the server_config key that resolves them
+_SYMBOLIC = {"jwst-operational": "operational_context", "jwst-edit": "edit_context",
+             "jwst-latest": "latest_context"}
+
+
+def cached_context(cache: str | os.PathLike) -> str | None:
+    """The operational context the cache last synced from the server (``jwst_NNNN.pmap``), or None."""
+    ctx = _server_config(cache).get("operational_context")
+    return str(ctx) if ctx else None
+
+
+@dataclass
+class Context:
+    """The CRDS context a run will use, as far as the local cache tells.
+
+    Attributes
+    ----------
+    name : str or None
+        ``jwst_NNNN.pmap`` (symbolic names such as ``jwst-operational``
+        resolved through the cache's server record), or what was given when it
+        cannot be resolved locally, or None when nothing names one.
+    given : str or None
+        What the user or the environment gave.
+    cache : str
+        The ``CRDS_PATH`` in force.
+    present : bool
+        The context's mapping is in the cache (``mappings/jwst/``).
+    offline : bool
+        No server will be asked (serverless URL or none).
+    """
+
+    name: str | None
+    given: str | None
+    cache: str
+    present: bool
+    offline: bool
+
+    def problem(self) -> str | None:
+        """One line naming the context and the cache when the run cannot have it, else None."""
+        if not self.offline:
+            return None   # a server can supply it (prefetch or jwst will say if it cannot)
+        if self.name is None:
+            return (f"no CRDS context: none pinned (--crds-context, config crds_context, $CRDS_CONTEXT) and the "
+                    f"cache {self.cache} has no record of the operational one")
+        if not self.present:
+            return (f"CRDS context {self.name} is not in the cache {self.cache} (mappings/jwst) "
+                    f"and no CRDS server is configured to fetch it")
+        return None
+
+
+def resolve_context(env: Mapping[str, str]) -> Context:
+    """Work out the CRDS context a run with environment ``env`` uses, from the files of its cache.
+
+    Read from the cache's own files rather than asked of crds: crds reads
+    its configuration once, when imported, so in the process that plans a
+    run (whose CRDS variables are only those the workers will get) it would
+    answer for the wrong cache.
+    """
+    cache = env.get("CRDS_PATH") or default_cache()
+    given = env.get("CRDS_CONTEXT") or None
+    name = given
+    if given is None or given in _SYMBOLIC:
+        info = _server_config(cache, env.get("CRDS_CFGPATH"))
+        name = info.get(_SYMBOLIC.get(given or "jwst-operational", "operational_context")) or None
+    maps = Path(env.get("CRDS_MAPPATH") or Path(cache) / "mappings") / "jwst"
+    present = bool(name) and (maps / str(name)).is_file()
+    return Context(str(name) if name else None, given, str(cache), present, is_offline(env))
+
+
 def compute_mode(env: MutableMapping[str, str]) -> MutableMapping[str, str]:
     """Serverless, read-only CRDS for the compute phase (after prefetch): set in ``env``, which is returned."""
     env["CRDS_SERVER_URL"] = SERVERLESS_URL
@@ -77,12 +171,13 @@ def is_offline(env: Mapping[str, str] | None = None) -> bool:
     return (not url) or "serverless" in url
 
 
-def pipeline_reftypes() -> list[str]:
-    """Every reference type (incl. ``pars-*``) the NIRCam imaging pipelines may ask for."""
-    from jwst.pipeline import Detector1Pipeline, Image2Pipeline, Image3Pipeline
+def pipeline_reftypes(pipelines: Iterable[str] = ("Detector1Pipeline", "Image2Pipeline", "Image3Pipeline"),
+                      ) -> list[str]:
+    """Every reference type (incl. ``pars-*``) the named jwst pipelines may ask for (default: stages 1-3)."""
+    from jwst import pipeline as jp
 
     types: set[str] = set()
-    for pipe in (Detector1Pipeline, Image2Pipeline, Image3Pipeline):
+    for pipe in (getattr(jp, name) for name in pipelines):
         types.add(f"pars-{pipe.__name__.lower()}")
         for step in pipe.step_defs.values():
             types.update(getattr(step, "reference_file_types", []) or [])
@@ -97,6 +192,8 @@ class PrefetchReport:
     path: Path
     references: dict[str, str] = field(default_factory=dict)
     error: InputError | None = None
+    #: ``(reftype, file name)`` of references the cache lacks (and no server gave)
+    missing: list[tuple[str, str]] = field(default_factory=list)
 
 
 def crds_parameters(path: str | Path) -> dict:
@@ -147,6 +244,7 @@ def prefetch(paths: Iterable[str | Path], context: str | None = None,
         got = memo[key]
         if isinstance(got, InputError):
             rep.error = InputError(got.message, p)
+            rep.missing = list(getattr(got, "missing", []))
         else:
             rep.references = got
         reports.append(rep)
@@ -169,7 +267,9 @@ def _fetch_one(crds, params, types, context, path) -> dict | InputError:
     if missing:
         names = ", ".join(f"{t} ({n})" for t, n in missing)
         where = os.environ.get("CRDS_PATH", "the CRDS cache")
-        return InputError(f"CRDS reference missing from {where} and no server to fetch it: {names}", path)
+        err = InputError(f"CRDS reference missing from {where} and no server to fetch it: {names}", path)
+        err.missing = missing
+        return err
     return InputError(f"CRDS lookup failed: {first_error}", path)
 
 
@@ -218,3 +318,57 @@ def missing_reference_message(exc: BaseException, path: str | Path | None = None
         return (f"CRDS reference missing from {os.environ.get('CRDS_PATH', 'the CRDS cache')} "
                 f"and no server to fetch it: {names}")
     return f"CRDS reference unavailable: {text}"
+
+
+def _reference_keywords() -> dict[str, str]:
+    """``{FITS keyword: reference type}`` of ``meta.ref_file`` (``R_READNO`` -> ``readnoise``), from the schema."""
+    global _REF_KEYWORDS
+    if _REF_KEYWORDS is None:
+        from stdatamodels.jwst.datamodels import ImageModel
+
+        props = ImageModel((1, 1)).meta.ref_file._schema.get("properties", {})
+        _REF_KEYWORDS = {v["properties"]["name"]["fits_keyword"]: k for k, v in props.items()
+                         if "fits_keyword" in v.get("properties", {}).get("name", {})}
+    return _REF_KEYWORDS
+
+
+_REF_KEYWORDS: dict[str, str] | None = None
+
+
+def changed_references(src: str | Path, product: str | Path, context: str | None = None) -> list[str]:
+    """The reference types whose file CRDS selects now for ``src`` differs from the one ``product`` used.
+
+    ``product`` is a jwst pipeline product (its primary header records its
+    references, ``R_DARK`` ...); ``src`` is the input it was made from.  Runs
+    where the run's CRDS environment is in force (a worker).
+
+    Returns
+    -------
+    list of str
+        ``"dark: jwst_nircam_dark_0001.fits -> jwst_nircam_dark_0002.fits"`` per changed type;
+        empty when nothing changed or the product records no references.
+    """
+    import crds
+    from astropy.io import fits
+    from crds.core.exceptions import CrdsError
+
+    header = fits.getheader(product, 0)
+    used = {}
+    for key, reftype in _reference_keywords().items():
+        value = header.get(key)
+        if isinstance(value, str) and value.strip().upper() not in ("N/A", ""):
+            used[reftype] = value.rsplit("/", 1)[-1]
+    if not used:
+        return []
+    try:
+        now = crds.getrecommendations(crds_parameters(src), reftypes=sorted(used), context=context,
+                                      observatory="jwst", fast=True)
+    except CrdsError as exc:
+        return [f"CRDS cannot select them ({' '.join(str(exc).split())[:200]})"]
+    out = []
+    for reftype, name in sorted(used.items()):
+        new = now.get(reftype)
+        new = new.rsplit("/", 1)[-1] if isinstance(new, str) and not new.upper().startswith("NOT FOUND") else None
+        if new is not None and new != name:
+            out.append(f"{reftype}: {name} -> {new}")
+    return out

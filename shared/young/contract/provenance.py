@@ -6,8 +6,14 @@ Keywords (primary header, 8 characters as FITS requires):
 ``YNGVER``    YOUNG version
 ``YNGJWST``   jwst version used
 ``YNGCRDS``   CRDS context the run used (jwst products also carry ``CRDS_CTX``)
-``YNGPHASH``  hash of the tool's parameters: resume skips a product only when it matches
+``YNGPHASH``  hash of the tool's parameters
+``YNGALGO``   the tool's algorithm version (:attr:`young.contract.records.ToolSpec.algorithm`)
 ``YNGDATE``   UTC time the product was finished
+
+Resume redoes a product unless the parameters, the algorithm version, the
+jwst version and the CRDS context all match the run's (and, for products of
+jwst's pipelines, the references CRDS selects now are those recorded in the
+product): :func:`young.contract.runner.stale_reason`.
 plus ``HISTORY`` lines with the parameters as JSON, and any step keywords a
 tool adds (``YNG1F``, ``YNGWISP``, ``YNGBKG`` record that a correction was
 applied, so it is never applied twice).
@@ -34,13 +40,22 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def version_line(tool: str) -> str:
-    """What ``young-* --version`` prints."""
-    ctx = os.environ.get("CRDS_CONTEXT", "default")
-    return (
-        f"{tool} {__version__} (jwst {package_version('jwst')}, crds {package_version('crds')}, "
-        f"CRDS context {ctx})"
-    )
+def version_line(tool: str, context: str | None = None, source: str | None = None, crds: bool = True) -> str:
+    """What ``young-* --version`` prints.
+
+    Parameters
+    ----------
+    tool : str
+    context, source : str, optional
+        The CRDS context a run would use and where it comes from
+        (``--crds-context``, ``config young.yaml``, ...).
+    crds : bool
+        Whether the tool uses a CRDS context at all (young-sim does not).
+    """
+    ctx = ""
+    if crds:
+        ctx = f", CRDS context {context} ({source})" if context else ", CRDS context: none found"
+    return f"{tool} {__version__} (jwst {package_version('jwst')}, crds {package_version('crds')}{ctx})"
 
 
 def _canonical(value: Any) -> Any:
@@ -71,10 +86,24 @@ def stamp(
     params: Mapping[str, Any],
     keywords: Mapping[str, Any] | None = None,
     crds_context: str | None = None,
+    algorithm: str | None = None,
 ) -> None:
     """Write the provenance keywords into ``path``'s primary header (in place).
 
     Call it on the temporary file before it is moved into place.
+
+    Parameters
+    ----------
+    path : path
+    tool : str
+    params : mapping
+        The parameters that shape the product (hashed into ``YNGPHASH``, listed in HISTORY).
+    keywords : mapping, optional
+        The tool's own keywords (``{key: (value, comment)}``).
+    crds_context : str, optional
+        The context the run used (default: the product's ``CRDS_CTX``, else ``$CRDS_CONTEXT``).
+    algorithm : str, optional
+        The tool's algorithm version (``YNGALGO``).
     """
     from astropy.io import fits
 
@@ -86,6 +115,8 @@ def stamp(
         ctx = crds_context or h.get("CRDS_CTX") or os.environ.get("CRDS_CONTEXT", "")
         h["YNGCRDS"] = (str(ctx), "CRDS context used")
         h["YNGPHASH"] = (params_hash(params), "hash of the YOUNG parameters")
+        if algorithm is not None:
+            h["YNGALGO"] = (str(algorithm), "algorithm version of the tool")
         h["YNGDATE"] = (_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC")
         for key, value in (keywords or {}).items():
             h[key] = value

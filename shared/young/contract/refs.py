@@ -15,8 +15,8 @@ import time
 
 from young.contract import config as configmod
 from young.contract import crdsenv, fitscheck, inputs
-from young.contract.errors import EXIT_FAILED, EXIT_OK, InputError
-from young.contract.runner import Common, in_this_process
+from young.contract.errors import EXIT_FAILED, EXIT_OK, InputError, UsageError
+from young.contract.runner import Common, in_this_process, resolve
 
 TOOL = "young-refs"
 
@@ -25,8 +25,14 @@ def main(common: Common, stdin=None) -> int:
     """Prefetch references for the inputs; return the exit status."""
     t0 = time.monotonic()
     cfg = configmod.load(common.config)
+    configmod.check_keys(cfg, resolve("young.steps.specs:section_params")())
+    if common.sets:
+        raise UsageError(f"--set: {TOOL} runs no jwst step (got {', '.join(common.sets)})")
     env = dict(os.environ)
     crdsenv.configure(cfg.section("refs"), common.crds_context, env)
+    problem = crdsenv.resolve_context(env).problem()
+    if problem:
+        raise UsageError(problem)
     with in_this_process({k: v for k, v in env.items() if os.environ.get(k) != v}, common.verbose):
         return _fetch(common, stdin, t0)
 

@@ -1,7 +1,7 @@
 """The tool contract, written once: tasks, the runner that makes one product set, the reporter.
 
-Every YOUNG tool, stage 3 included, describes its work as :class:`Task`
-objects (inputs, a primary product, the parameters) and runs each through
+Every YOUNG tool, stage 3 included, describes its work as
+:class:`~young.contract.records.Task` objects (inputs, a primary product, the parameters) and runs each through
 :func:`execute`, which owns what the contract promises (docs/architecture.md):
 
 * a product newer than its inputs and made with the same parameters is
@@ -15,7 +15,7 @@ objects (inputs, a primary product, the parameters) and runs each through
   good product and its log alone;
 * a bad input fails alone, with one line naming it and the reason.
 
-:class:`Reporter` prints products on stdout in input order and the one-line
+:class:`~young.contract.reporter.Reporter` prints products on stdout in input order and the one-line
 problems and the summary on stderr.  :func:`run` is the driver of the
 per-file tools (plan, CRDS prefetch, serial / ``--jobs`` / MPI farm);
 ``young.stage3.driver`` drives its groups with the same pieces.
@@ -24,7 +24,6 @@ per-file tools (plan, CRDS prefetch, serial / ``--jobs`` / MPI farm);
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import resource
@@ -32,9 +31,8 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from young import __version__
 from young.contract import atomic, crdsenv, inputs, naming, parallel, provenance
@@ -50,198 +48,11 @@ from young.contract.errors import (
     YoungError,
     internal,
 )
+from young.contract.records import Common, Job, Made, Outcome, Plan, Task, ToolSpec, resolve
+from young.contract.reporter import Reporter
 
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """What a per-file tool does.
-
-    Attributes
-    ----------
-    name : str
-        Tool name, e.g. ``young-stage1``.
-    section : str
-        Its configuration section (``stage1``).
-    consumes : tuple of str
-        JWST suffixes read when a directory is given.
-    product : callable or None
-        ``product(src, output_dir, params) -> Path`` (per-file tools; stage 3
-        makes its tasks itself).
-    process : callable or str
-        ``process(job) -> dict | Made | None``: write the product to
-        ``job.tmp`` (and any side product beside it in ``job.work``); return
-        extra header keywords (or a :class:`Made`).  A ``"module:function"`` string is imported in the
-        worker only, so a tool's start-up does not pay for what its files need.
-    validate : callable, optional
-        ``validate(src, params)``: raise :class:`InputError` for bad input;
-        may return the primary header.
-    accept : callable, optional
-        Name filter for directory expansion.
-    build_params : callable, optional
-        ``build_params(section: dict, cli: dict) -> dict``: the parameters
-        that shape the product (hashed for resume, recorded in the header).
-    uses_crds : bool
-        Prefetch references before parallel work and compute offline.
-    applied_keyword : str, optional
-        Header keyword that marks the correction as applied; an input that
-        has it is refused (``--force`` overrides).
-    warm : callable or str, optional
-        Imports what ``process`` needs (jwst's pipelines are slow to import): run
-        in the other workers while the prefetch runs.
-    runs_jwst_steps : bool
-        Whether ``--set STEP.PARAM=VALUE`` means anything to the tool.
-    tag : str, optional
-        The tag a correction adds to product names (``1f``): an input that
-        carries it is this tool's product, traced back to its original input
-        (:func:`plan`).
-    """
-
-    name: str
-    section: str
-    consumes: tuple[str, ...]
-    product: Callable[[Path, Path | None, dict], Path] | None
-    process: Callable[["Job"], dict | None] | str
-    validate: Callable[[Path, dict], Any] | None = None
-    accept: Callable[[naming.ProductName], bool] | None = None
-    build_params: Callable[[dict, dict], dict] | None = None
-    uses_crds: bool = False
-    applied_keyword: str | None = None
-    warm: Callable[[], Any] | str | None = None
-    runs_jwst_steps: bool = False
-    tag: str | None = None
-
-
-def resolve(ref: Callable | str | None) -> Callable | None:
-    """A callable, or the function a ``"module:function"`` string names (imported now)."""
-    if ref is None or callable(ref):
-        return ref
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-@dataclass
-class Common:
-    """The options every tool has."""
-
-    inputs: list[str] = field(default_factory=list)
-    config: str | None = None
-    output_dir: str | None = None
-    force: bool = False
-    sets: list[str] = field(default_factory=list)
-    crds_context: str | None = None
-    jobs: int = 1
-    verbose: int = 0
-    quiet: bool = False
-    debug: bool = False
-    prefetch: bool | None = None
-
-
-@dataclass
-class Task:
-    """One product set to make.
-
-    Attributes
-    ----------
-    index : int
-        Position in the input order (stdout follows it).
-    src : str
-        The primary input (named in messages).
-    dst : str
-        The primary product: resume reads its header, it is moved into place last.
-    inputs : tuple of str
-        Every input the products depend on (default: ``src``).
-    required : tuple of str
-        Other products that must exist for the set to be up to date.
-    products : tuple of str
-        What stdout lists when the task succeeds (default: ``dst``).
-    outputs : tuple of str
-        The other files ``process`` makes in the work folder, moved beside
-        ``dst`` (default: every file it leaves there).
-    label : str
-        How failures name the task (default: ``src``).
-    log : str
-        The log of the run that made the products (default: ``dst``'s ``.log``).
-    context : object
-        Whatever else ``process`` needs that does not shape the products (not hashed; picklable).
-    """
-
-    index: int
-    src: str
-    dst: str
-    inputs: tuple[str, ...] = ()
-    required: tuple[str, ...] = ()
-    products: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()
-    label: str = ""
-    log: str = ""
-    context: Any = None
-
-
-@dataclass
-class Job:
-    """One task's work, as the tool's ``process`` function sees it."""
-
-    src: Path
-    dst: Path
-    tmp: Path
-    params: dict
-    force: bool
-    log: logging.Logger
-    header: Any = None
-    task: Task | None = None
-
-    @property
-    def work(self) -> Path:
-        """The hidden work folder: whatever ``process`` writes here is moved beside ``dst``."""
-        return self.tmp.parent
-
-
-@dataclass
-class Made:
-    """What a tool's ``process`` may return besides nothing or a dict of header keywords.
-
-    Attributes
-    ----------
-    keywords : dict
-        Primary-header keywords of the primary product.
-    info : dict
-        Results the driver needs back (stage 3: grid and catalog of the
-        reference group, astrometry); ``info['summary']`` is shown with ``-v``.
-    warnings : list of str
-        One line each, printed with the tool's name.
-    """
-
-    keywords: dict = field(default_factory=dict)
-    info: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
-
-
-@dataclass
-class Outcome:
-    """Result of one task."""
-
-    index: int
-    src: str
-    dst: str | None
-    status: str  # done | skipped | failed
-    message: str = ""
-    seconds: float = 0.0
-    rss_mb: float = 0.0
-    rank: int = 0
-    traceback: str | None = None
-    products: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
-    info: dict = field(default_factory=dict)
-
-
-@dataclass
-class Plan:
-    tasks: list[Task]
-    outcomes: list[Outcome]
-    params: dict
-    env: dict
-    n_inputs: int
-    warnings: list[str]
+__all__ = ["Common", "Job", "Made", "Outcome", "Plan", "Reporter", "Task", "ToolSpec", "calibration", "check_config",
+           "execute", "plan", "resolve", "run", "stale_reason"]
 
 
 # --------------------------------------------------------------------------- worker side
@@ -342,16 +153,58 @@ def rss_mb() -> float:
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024.0
 
 
-def up_to_date(task: Task, params: dict) -> bool:
-    """Products exist, are newer than every input, and the primary was made with the same parameters."""
+def calibration(spec: ToolSpec, context: str | None) -> dict:
+    """What besides the parameters determines a product's pixels: the resume key's other half.
+
+    ``algorithm`` (:attr:`ToolSpec.algorithm`), ``jwst`` (its version), ``crds_context``
+    (the resolved ``.pmap`` of a tool that uses CRDS, else None) and ``references``
+    (whether the product records jwst's reference files, to be compared on resume).
+    """
+    return {"algorithm": spec.algorithm, "jwst": provenance.package_version("jwst"),
+            "crds_context": context if spec.uses_crds else None, "references": spec.runs_jwst_steps}
+
+
+def stale_reason(task: Task, params: dict, calib: dict | None = None) -> str | None:
+    """Why a task's product must be (re)made, or None when it is up to date.
+
+    Up to date: every product exists and is newer than every input, and the
+    primary records the same parameters (``YNGPHASH``), algorithm version
+    (``YNGALGO``), jwst version (``YNGJWST``) and CRDS context (``YNGCRDS``)
+    as this run; for products of jwst's pipelines made where the context is
+    not known by name (a server's operational one), also the same references
+    as CRDS selects now for the input (:func:`young.contract.crdsenv.changed_references`).
+
+    Parameters
+    ----------
+    task : Task
+    params : dict
+        The run's parameters.
+    calib : dict, optional
+        :func:`calibration` of the run (without it only the parameters count).
+    """
     try:
         oldest = min(Path(p).stat().st_mtime for p in (task.dst, *task.required))
         newest = max(Path(p).stat().st_mtime for p in (task.inputs or (task.src,)))
     except (FileNotFoundError, ValueError):
-        return False
+        return "no product yet"
     if oldest < newest:
-        return False
-    return provenance.read_stamp(task.dst).get("YNGPHASH") == provenance.params_hash(params)
+        return "an input is newer than the product"
+    had = provenance.read_stamp(task.dst)
+    if had.get("YNGPHASH") != provenance.params_hash(params):
+        return "the parameters changed"
+    calib = calib or {}
+    for key, what, now in (("YNGALGO", "algorithm version", calib.get("algorithm")),
+                           ("YNGJWST", "jwst version", calib.get("jwst")),
+                           ("YNGCRDS", "CRDS context", calib.get("crds_context"))):
+        if now is not None and str(had.get(key)) != str(now):
+            return f"{what} {had.get(key, 'unrecorded')} -> {now}"
+    # a context's mappings never change under its name: with the same context and input, CRDS selects
+    # the same references; they are compared only when this run's context is not known by name
+    if calib.get("references") and not calib.get("crds_context"):
+        changed = crdsenv.changed_references(task.src, task.dst, None)
+        if changed:
+            return f"CRDS selects other references now: {', '.join(changed)}"
+    return None
 
 
 def _log_handler(path: Path) -> logging.Handler:
@@ -378,9 +231,11 @@ def _move_into_place(work: Path, task: Task, skip: tuple[str, ...]) -> None:
 def execute(payload) -> Outcome:
     """Make one task's products (runs in the worker).  Never raises for a bad input.
 
-    ``payload`` is ``(spec, task, params, force, debug)``.
+    ``payload`` is ``(spec, task, params, force, debug[, calibration])``
+    (:func:`calibration`: the resume key's other half).
     """
-    spec, task, params, force, debug = payload
+    spec, task, params, force, debug, *more = payload
+    calib = more[0] if more else {}
     t0 = time.monotonic()
     src, dst = Path(task.src), Path(task.dst)
     label = task.label or task.src
@@ -409,7 +264,8 @@ def execute(payload) -> Outcome:
         # folder) leaves a finished product whose temporaries only this cleans
         atomic.clean_stale(dst)
         atomic.clean_stale(logfile)
-        if not force and up_to_date(task, params):
+        reason = "--force" if force else stale_reason(task, params, calib)
+        if reason is None:
             out.status, out.message = "skipped", UP_TO_DATE
             out.products = list(task.products or (task.dst,))
             return out
@@ -418,13 +274,15 @@ def execute(payload) -> Outcome:
         handler = _log_handler(work / logfile.name)
         logging.getLogger().addHandler(handler)
         log.info("%s %s: %s -> %s", spec.name, __version__, label, dst)
+        log.info("made because: %s", reason)
         log.info("parameters: %s", provenance.params_json(params))
         log.info("CRDS: %s", " ".join(f"{k}={os.environ[k]}" for k in CRDS_LOGGED if k in os.environ))
         job = Job(src, dst, work / dst.name, params, force, log, header, task)
         made = resolve(spec.process)(job)
         made = made if isinstance(made, Made) else Made(made or {})
         out.info, out.warnings = made.info, list(made.warnings)
-        provenance.stamp(job.tmp, spec.name, params, made.keywords)
+        provenance.stamp(job.tmp, spec.name, params, made.keywords, crds_context=calib.get("crds_context"),
+                         algorithm=calib.get("algorithm"))
         log.info("wrote %s", dst)
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -494,11 +352,17 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
     UsageError
     """
     cfg = configmod.load(common.config)
+    check_config(spec, cfg)
     section = cfg.section(spec.section)
     warnings_: list[str] = list(cfg.warnings)
     env: dict[str, str] = {}
+    context = None
     if spec.uses_crds:
         env = crdsenv.configure(section, common.crds_context, env=dict(os.environ))
+        ctx = crdsenv.resolve_context(env)
+        if ctx.problem():
+            raise UsageError(ctx.problem())
+        context = ctx.name
         env = {k: v for k, v in env.items() if os.environ.get(k) != v}
     steps = cfg.step_parameters(spec.section)
     steps.update(configmod.parse_set(common.sets))
@@ -524,6 +388,15 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
             outcomes.append(Outcome(i, str(item.path), None, "failed", item.error.line()))
             continue
         src = item.path
+        try:
+            level = naming.parse(src).suffix
+        except ValueError:
+            level = None   # a name jwst would not give: the file's own header decides (validate)
+        if level is not None and level not in spec.consumes:
+            reads = " or ".join(f"*_{c}.fits" for c in spec.consumes)
+            outcomes.append(Outcome(i, str(src), None, "failed",
+                                    f"{src}: wrong product level: this is a {level} file, {spec.name} reads {reads}"))
+            continue
         try:
             original = naming.original_path(src, spec.tag) if spec.tag else None
         except ValueError:
@@ -559,91 +432,19 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
             continue
         dsts[dst] = str(src)
         tasks.append(Task(i, str(src), str(dst)))
-    return Plan(tasks, outcomes, params, env, len(items), warnings_)
+    return Plan(tasks, outcomes, params, env, len(items), warnings_, calibration(spec, context))
 
 
-class Reporter:
-    """Ordered stdout, one-line errors and progress on stderr, the summary.
+def check_config(spec: ToolSpec, cfg: configmod.Config) -> None:
+    """Every key of the config known, every section's too, before any work (:func:`young.contract.config.check_keys`).
 
-    Parameters
-    ----------
-    tool : str
-        Tool name (prefix of every stderr line).
-    n : int
-        Number of tasks (for the progress bar).
-    common : Common
-        ``quiet``, ``verbose``, ``debug``.
-    unit : str
-        What a task is called in the summary (``''`` for files, ``'group(s) '``).
+    Raises
+    ------
+    UsageError
+        Naming the file, the section and the key (with the closest known key).
     """
-
-    def __init__(self, tool: str, n: int, common: Common, stdout=None, stderr=None, unit: str = ""):
-        self.tool, self.n, self.common, self.unit = tool, n, common, unit
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
-        self.results: dict[int, Outcome] = {}
-        self.rejected = 0
-        self.next = 0
-        self.t0 = time.monotonic()
-        self.progress = None
-        if not common.quiet and self.stderr.isatty() and n > 1:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self.progress = Progress("[bold]" + tool, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                     console=Console(file=self.stderr), transient=True)
-            self.progress.start()
-            self.bar = self.progress.add_task(tool, total=n)
-
-    def say(self, line: str, always: bool = False) -> None:
-        """A line on stderr (silenced by ``-q`` unless ``always``)."""
-        if self.common.quiet and not always:
-            return
-        if self.progress is not None:
-            self.progress.console.print(line, markup=False, highlight=False)
-        else:
-            print(line, file=self.stderr, flush=True)
-
-    def warn(self, text: str) -> None:
-        self.say(f"{self.tool}: warning: {text}")
-
-    def reject(self, message: str) -> None:
-        """An input refused before any task was made for it (stage 3's inputs)."""
-        self.rejected += 1
-        self.say(f"{self.tool}: {message}", always=True)
-
-    def add(self, out: Outcome) -> None:
-        self.results[out.index] = out
-        for w in out.warnings:
-            self.warn(w)
-        if out.status == "failed":
-            self.say(f"{self.tool}: {out.message}", always=True)
-            if out.traceback and self.common.debug:
-                self.say(out.traceback.rstrip(), always=True)
-        elif self.common.verbose:
-            extra = f", {out.info['summary']}" if out.info.get("summary") else ""
-            self.say(f"{self.tool}: {out.status} {out.dst or out.src} ({out.seconds:.2f} s{extra})")
-        if self.progress is not None:
-            self.progress.advance(self.bar)
-        while self.next in self.results:
-            r = self.results[self.next]
-            if r.status in ("done", "skipped"):
-                for p in r.products or ([r.dst] if r.dst else []):
-                    print(p, file=self.stdout, flush=True)
-            self.next += 1
-
-    def finish(self) -> int:
-        if self.progress is not None:
-            self.progress.stop()
-        counts = {s: sum(1 for r in self.results.values() if r.status == s) for s in ("done", "skipped", "failed")}
-        alone = sum(1 for r in self.results.values() if r.status == "skipped" and r.message.endswith("left alone"))
-        peak = max((r.rss_mb for r in self.results.values()), default=0.0)
-        bad = f", {self.rejected} input file(s) rejected" if self.rejected else ""
-        left = f", {alone} already corrected (left alone)" if alone else ""
-        self.say(f"{self.tool}: {counts['done']} {self.unit}done, {counts['skipped'] - alone} up to date, "
-                 f"{counts['failed']} failed{bad}{left} in {time.monotonic() - self.t0:.1f} s"
-                 + (f" (peak memory per process {peak:.0f} MB)" if peak else ""))
-        return EXIT_FAILED if (counts["failed"] or self.rejected) else EXIT_OK
+    sections = resolve(spec.config_sections)
+    configmod.check_keys(cfg, sections() if sections is not None else {})
 
 
 def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
@@ -670,7 +471,14 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
     env = dict(result.env)
     first_slot, warmed = None, []
     in_parallel = comm is not None or common.jobs > 1
-    if spec.uses_crds and result.tasks and _wants_prefetch(common, in_parallel, env):
+    checks_cache = spec.reftypes is not None and crdsenv.is_offline(env_view(env))
+    if spec.uses_crds and result.tasks and not in_parallel and (checks_cache or _wants_prefetch(common, False, env)):
+        with in_this_process(env, verbose):
+            changed = guarded("checking the references", _prefetch, spec, common, result, None)
+        if isinstance(changed, YoungError):
+            return stopped(spec.name, changed, common, rank)
+        env.update(changed)
+    elif spec.uses_crds and result.tasks and (checks_cache or _wants_prefetch(common, in_parallel, env)):
         initargs = (env, verbose)
         n_warm = 1 if comm is not None and rank > 0 else (0 if comm is not None else
                                                           min(common.jobs, len(result.tasks)) - 1)
@@ -706,7 +514,7 @@ def run(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> int:
             reporter.warn(w)
         for o in result.outcomes:
             reporter.add(o)
-    payloads = [(spec, t, result.params, common.force, common.debug) for t in result.tasks]
+    payloads = [(spec, t, result.params, common.force, common.debug, result.calibration) for t in result.tasks]
     emit = reporter.add if reporter else (lambda o: None)
     if comm is None and common.jobs <= 1:
         with in_this_process(env, verbose):
@@ -772,8 +580,17 @@ def _wants_prefetch(common: Common, in_parallel: bool, env: dict) -> bool:
 
 
 def _validate_and_prefetch(spec: ToolSpec, srcs: list[str], params: dict, context: str | None):
-    """Worker side of the prefetch: validation errors first, then CRDS."""
+    """Worker side of the prefetch: validation errors first, then CRDS.
+
+    Returns
+    -------
+    bad : dict
+        ``{src: one-line error}``.
+    missing : dict
+        ``{"reftype (file)": [src, ...]}``: references neither the cache nor a server could give.
+    """
     bad: dict[str, str] = {}
+    missing: dict[str, list[str]] = {}
     good = []
     for src in srcs:
         try:
@@ -782,20 +599,42 @@ def _validate_and_prefetch(spec: ToolSpec, srcs: list[str], params: dict, contex
             good.append(src)
         except InputError as exc:
             bad[src] = exc.line()
-    for rep in crdsenv.prefetch(good, context=context):
+    types = resolve(spec.reftypes)(params) if spec.reftypes is not None else None
+    for rep in crdsenv.prefetch(good, context=context, reftypes=types):
         if rep.error is not None:
             bad[str(rep.path)] = rep.error.line()
-    return bad
+        for reftype, name in rep.missing:
+            missing.setdefault(f"{reftype} ({name})", []).append(str(rep.path))
+    return bad, missing
 
 
-def _prefetch(spec: ToolSpec, common: Common, result: Plan, slot: parallel.WorkerSlot) -> dict:
-    """Fetch references once before parallel work; failures become per-file outcomes.
+def _prefetch(spec: ToolSpec, common: Common, result: Plan, slot: parallel.WorkerSlot | None) -> dict:
+    """Check (and fetch, with a server) the references before any work.
 
-    Returns the environment changes of the CRDS compute mode (already applied
-    to ``slot``) for the other workers.
+    Runs in ``slot`` (the first worker of a parallel run) or, without one, in
+    this process.  Bad inputs become per-file outcomes; references missing
+    from a cache that no server can fill stop the run.  Returns the
+    environment changes of the CRDS compute mode (already applied to
+    ``slot``) for the other workers.
+
+    Raises
+    ------
+    UsageError
+        References missing from a cache-only set-up, naming them, the cache and how many inputs need them.
     """
-    bad = slot.call(_validate_and_prefetch, spec, [t.src for t in result.tasks], result.params,
-                    common.crds_context)
+    # products that are up to date by the cheap tests need no references (a resume stays quick)
+    cheap = {**result.calibration, "references": False}
+    todo = [t.src for t in result.tasks if common.force or stale_reason(t, result.params, cheap) is not None]
+    if not todo:
+        return crdsenv.compute_mode({}) if crdsenv.is_offline(env_view(result.env)) else {}
+    args = (spec, todo, result.params, common.crds_context)
+    bad, missing = slot.call(_validate_and_prefetch, *args) if slot is not None else _validate_and_prefetch(*args)
+    env = env_view(result.env)
+    if missing and crdsenv.is_offline(env):
+        n = len({s for srcs in missing.values() for s in srcs})
+        cache = env.get("CRDS_PATH") or crdsenv.default_cache()
+        raise UsageError(f"CRDS reference(s) missing from the cache {cache}, no server to fetch them, needed by "
+                         f"{n} of {len(todo)} input(s) to do: {', '.join(sorted(missing))}")
     if bad:
         keep = []
         for t in result.tasks:
@@ -805,5 +644,6 @@ def _prefetch(spec: ToolSpec, common: Common, result: Plan, slot: parallel.Worke
                 keep.append(t)
         result.tasks = keep
     changed = crdsenv.compute_mode({})
-    slot.call(set_environment, changed)
+    if slot is not None:
+        slot.call(set_environment, changed)
     return changed

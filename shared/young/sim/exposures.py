@@ -452,3 +452,37 @@ def write_uncal(spec: ExposureSpec, data: np.ndarray, path: str | os.PathLike,
             model.save(tmp)
         model.close()
     return path
+
+
+def gnomonic(ra0, dec0, ra, dec):
+    """Tangent-plane offsets (arcsec; xi east, eta north) of (ra, dec) about (ra0, dec0)."""
+    r0, d0 = math.radians(ra0), math.radians(dec0)
+    r, d = np.radians(ra), np.radians(dec)
+    cosc = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(r - r0)
+    xi = np.cos(d) * np.sin(r - r0) / cosc
+    eta = (math.cos(d0) * np.sin(d) - math.sin(d0) * np.cos(d) * np.cos(r - r0)) / cosc
+    return np.degrees(xi) * 3600.0, np.degrees(eta) * 3600.0
+
+
+def inv_gnomonic(ra0, dec0, xi_arcsec, eta_arcsec):
+    """(ra, dec) in degrees of tangent-plane offsets (arcsec) about (ra0, dec0): the inverse of :func:`gnomonic`."""
+    xi, eta = np.radians(np.asarray(xi_arcsec) / 3600.0), np.radians(np.asarray(eta_arcsec) / 3600.0)
+    d0 = math.radians(dec0)
+    den = math.cos(d0) - eta * math.sin(d0)
+    ra = math.radians(ra0) + np.arctan2(xi, den)
+    dec = np.arctan2(math.sin(d0) + eta * math.cos(d0), np.hypot(xi, den))
+    return np.degrees(ra) % 360.0, np.degrees(dec)
+
+
+def footprint(spec: ExposureSpec, true: bool = False, npts: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Sky positions (deg) of points along the edge of a readout (SIAF distortion + attitude)."""
+    sub = spec.sub
+    xs = np.linspace(0, sub.xsize - 1, npts) + sub.xstart - 1
+    ys = np.linspace(0, sub.ysize - 1, npts) + sub.ystart - 1
+    ex = np.concatenate([xs, np.full(npts, xs[-1]), xs[::-1], np.full(npts, xs[0])])
+    ey = np.concatenate([np.full(npts, ys[0]), ys, np.full(npts, ys[-1]), ys[::-1]])
+    v2, v3 = inst.distortion_model(spec.detector)(ex, ey)
+    att = spec.true_attitude() if true else spec.attitude
+    rot = inst.import_pysiaf().utils.rotations
+    ra, dec = rot.pointing(att.matrix(), v2, v3)
+    return np.asarray(ra) % 360.0, np.asarray(dec)

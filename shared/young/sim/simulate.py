@@ -59,39 +59,6 @@ from young.sim.stage1_model import first_saturated_group, oneoverf_truth
 # ---------------------------------------------------------------- catalog
 
 
-def _gnomonic(ra0, dec0, ra, dec):
-    """Tangent-plane offsets (arcsec; xi east, eta north) of (ra, dec) about (ra0, dec0)."""
-    r0, d0 = math.radians(ra0), math.radians(dec0)
-    r, d = np.radians(ra), np.radians(dec)
-    cosc = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(r - r0)
-    xi = np.cos(d) * np.sin(r - r0) / cosc
-    eta = (math.cos(d0) * np.sin(d) - math.sin(d0) * np.cos(d) * np.cos(r - r0)) / cosc
-    return np.degrees(xi) * 3600.0, np.degrees(eta) * 3600.0
-
-
-def _inv_gnomonic(ra0, dec0, xi_arcsec, eta_arcsec):
-    xi, eta = np.radians(np.asarray(xi_arcsec) / 3600.0), np.radians(np.asarray(eta_arcsec) / 3600.0)
-    d0 = math.radians(dec0)
-    den = math.cos(d0) - eta * math.sin(d0)
-    ra = math.radians(ra0) + np.arctan2(xi, den)
-    dec = np.arctan2(math.sin(d0) + eta * math.cos(d0), np.hypot(xi, den))
-    return np.degrees(ra) % 360.0, np.degrees(dec)
-
-
-def footprint(spec: exposures.ExposureSpec, true: bool = False, npts: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Sky positions (deg) of points along the edge of a readout (SIAF distortion + attitude)."""
-    sub = spec.sub
-    xs = np.linspace(0, sub.xsize - 1, npts) + sub.xstart - 1
-    ys = np.linspace(0, sub.ysize - 1, npts) + sub.ystart - 1
-    ex = np.concatenate([xs, np.full(npts, xs[-1]), xs[::-1], np.full(npts, xs[0])])
-    ey = np.concatenate([np.full(npts, ys[0]), ys, np.full(npts, ys[-1]), ys[::-1]])
-    v2, v3 = inst.distortion_model(spec.detector)(ex, ey)
-    att = spec.true_attitude() if true else spec.attitude
-    rot = inst.import_pysiaf().utils.rotations
-    ra, dec = rot.pointing(att.matrix(), v2, v3)
-    return np.asarray(ra) % 360.0, np.asarray(dec)
-
-
 def build_catalog(plan: Plan):
     """The truth catalog covering every readout of the plan (plus a margin).
 
@@ -115,12 +82,12 @@ def build_catalog(plan: Plan):
     p = plan.preset
     ras, decs = [], []
     for spec in plan.specs:
-        r, d = footprint(spec)
+        r, d = exposures.footprint(spec)
         ras.append(r)
         decs.append(d)
     ras, decs = np.concatenate(ras), np.concatenate(decs)
     ra_c, dec_c = p.ra, p.dec
-    xi, eta = _gnomonic(ra_c, dec_c, ras, decs)
+    xi, eta = exposures.gnomonic(ra_c, dec_c, ras, decs)
     margin = CATALOG_MARGIN_ARCSEC + 3 * p.pointing_error_mas / 1000.0
     x0, x1 = xi.min() - margin, xi.max() + margin
     y0, y1 = eta.min() - margin, eta.max() + margin
@@ -139,7 +106,7 @@ def build_catalog(plan: Plan):
     area = (2 * half) ** 2
     for k, (i, j) in enumerate(cells):
         cxi, ceta = x0 + (i + 0.5) * cw, y0 + (j + 0.5) * ch
-        tra, tdec = _inv_gnomonic(ra_c, dec_c, cxi, ceta)
+        tra, tdec = exposures.inv_gnomonic(ra_c, dec_c, cxi, ceta)
         rng = inst.rng_for(plan.seed, "catalog", i, j)
         sep = p.min_separation
         cat = scene.make_catalog(
@@ -148,14 +115,14 @@ def build_catalog(plan: Plan):
             n_saturated=nsat[k], blob=bool(p.blob and k == 0), min_separation_arcsec=sep,
             star_mag_range=p.star_mag_range, galaxy_mag_range=p.galaxy_mag_range,
             saturated_mag_range=p.saturated_mag_range)
-        sxi, seta = _gnomonic(ra_c, dec_c, np.asarray(cat["ra"]), np.asarray(cat["dec"]))
+        sxi, seta = exposures.gnomonic(ra_c, dec_c, np.asarray(cat["ra"]), np.asarray(cat["dec"]))
         inside = ((sxi >= x0 + i * cw) & (sxi < x0 + (i + 1) * cw)
                   & (seta >= y0 + j * ch) & (seta < y0 + (j + 1) * ch))
         inside |= np.asarray(cat["kind"]) == "blob"
         parts.append(cat[inside])
     cat = vstack(parts, metadata_conflicts="silent")
     # isolation across cell borders
-    xi, eta = _gnomonic(ra_c, dec_c, np.asarray(cat["ra"]), np.asarray(cat["dec"]))
+    xi, eta = exposures.gnomonic(ra_c, dec_c, np.asarray(cat["ra"]), np.asarray(cat["dec"]))
     star = np.asarray(cat["kind"]) == "star"
     idx = np.flatnonzero(star)
     if len(idx) > 1:
@@ -224,7 +191,7 @@ def _place_saturated(plan: Plan, cat):
     kind = np.asarray(cat["kind"])
     reff = np.asarray(cat["r_eff_arcsec"], float)
     for i in sat:
-        xi, eta = _gnomonic(ra[i], dec[i], ra, dec)
+        xi, eta = exposures.gnomonic(ra[i], dec[i], ra, dec)
         d = np.hypot(xi, eta)
         close = (d < 2 * p.min_separation + np.where(kind == "galaxy", 3 * reff, 0.0)) & (kind != "blob")
         close[sat] = False
@@ -309,7 +276,7 @@ def simulate_file(ctx: _Context, spec: exposures.ExposureSpec) -> tuple[np.ndarr
     wi = spec.wcsinfo(true=True)
     # pre-select sources near the readout (its centre: the aperture reference point may be off-centre)
     ra_c, dec_c = wcs((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0)
-    xi, eta = _gnomonic(float(ra_c), float(dec_c), cra, cdec)
+    xi, eta = exposures.gnomonic(float(ra_c), float(dec_c), cra, cdec)
     radius = math.hypot(*shape) * max(det.pixel_scale) / 2.0 * 1.05 + 10.0
     near = np.hypot(xi, eta) < radius + np.asarray(cat["r_eff_arcsec"], float) * 8
     x = np.full(len(cat), np.nan)

@@ -17,7 +17,7 @@ What it does (docs/algorithms.md, "Stage 3"):
 
 Each group is a task of the tool contract (:mod:`young.stage3.group` under
 :func:`young.contract.runner.execute`): resume, atomic products, one log per
-group, one-line failures; the :class:`~young.contract.runner.Reporter` prints
+group, one-line failures; the :class:`~young.contract.reporter.Reporter` prints
 the products in group order.  A failing group is reported and the others keep
 their products.
 """
@@ -38,6 +38,8 @@ from young.contract.runner import (
     Common,
     Outcome,
     Reporter,
+    calibration,
+    check_config,
     env_view,
     execute,
     guarded,
@@ -68,6 +70,7 @@ class Stage3Plan:
     env: dict
     reference: str | None
     warnings: list[str] = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)
 
 
 def default_out_dir(paths: Sequence[str | Path]) -> Path:
@@ -87,10 +90,14 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
     UsageError
     """
     cfg = configmod.load(common.config)
+    check_config(STAGE3, cfg)
     section = cfg.section("stage3")
     warnings_ = list(cfg.warnings)
     env = dict(os.environ)
     crdsenv.configure(section, common.crds_context, env)
+    context = crdsenv.resolve_context(env)
+    if context.problem():
+        raise UsageError(context.problem())
     env = {k: v for k, v in env.items() if os.environ.get(k) != v}
     steps = step_parameters(section, {**cfg.step_parameters("stage3"), **configmod.parse_set(common.sets)})
     for key in steps:
@@ -149,8 +156,10 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
             steps["resample.pixel_scale"] = round(min(scales), 6)
     if reference and groups:
         reference_order(groups, reference, True)  # validates the name
+    # a mosaic's references are its members': the context decides them (no per-product comparison)
+    calib = {**calibration(STAGE3, context.name), "references": False}
     return Stage3Plan(groups, failed, steps, ext, qa, spec, out_dir, budget, max(1, jobs), env, reference,
-                      warnings_)
+                      warnings_, calib)
 
 
 def prefetch_references(paths: Sequence[str]) -> dict[str, str]:
@@ -168,8 +177,8 @@ def prefetch_references(paths: Sequence[str]) -> dict[str, str]:
     return bad
 
 
-def _payload(index: int, run: GroupRun, common: Common):
-    return (STAGE3, task(index, run), parameters(run), common.force, common.debug)
+def _payload(index: int, run: GroupRun, common: Common, plan: Stage3Plan):
+    return (STAGE3, task(index, run), parameters(run), common.force, common.debug, plan.calibration)
 
 
 def _died(payload, reason: str) -> Outcome:
@@ -228,7 +237,7 @@ def reduce_reference(plan: Stage3Plan, common: Common, slot: parallel.WorkerSlot
         if im > plan.budget:
             reporter.say(f"{TOOL}: reference group {g.name} uses jwst's on-disk mode to stay within the memory budget")
         run = _run(plan, common, i, "reference", im <= plan.budget, plan.refcat)
-        res = _call(slot, _payload(i, run, common))
+        res = _call(slot, _payload(i, run, common, plan))
         if res.status in ("done", "skipped"):
             reporter.add(res)
             return run, reference_info(run), failed
@@ -310,7 +319,7 @@ def run(common: Common, refcat: str | None = None, extract: str | None = None, m
         size = comm.Get_size() if comm is not None else 1
         jobs = size if comm is not None else plan.jobs
         runs, k = member_runs(plan, common, ref, info, failed, jobs, plan.budget * size)
-        payloads = [_payload(i, r, common) for i, r in runs]
+        payloads = [_payload(i, r, common, plan) for i, r in runs]
         if rank == 0 and runs:
             if comm is None and k < min(jobs, len(runs)):
                 reporter.warn(f"the memory budget ({plan.budget / 1024**3:.1f} GB) lets {k} "

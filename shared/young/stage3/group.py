@@ -21,7 +21,7 @@ from typing import Any
 from young.contract import provenance
 from young.contract.config import nest_steps
 from young.contract.errors import InputError
-from young.contract.runner import Job, Made, Task, ToolSpec
+from young.contract.records import Job, Made, Task, ToolSpec
 from young.stage3 import alignment
 from young.stage3.exposures import Group, write_association
 from young.stage3.grid import check_same_grid, grid_of, save_grid
@@ -35,7 +35,8 @@ log = logging.getLogger("young.stage3")
 PRINTED = ("i2d", "segm", "cat") + EXTRACTS
 
 STAGE3 = ToolSpec(name=TOOL, section="stage3", consumes=("cal",), product=None,
-                  process="young.stage3.group:process", uses_crds=True, runs_jwst_steps=True)
+                  process="young.stage3.group:process", uses_crds=True, runs_jwst_steps=True,
+                  config_sections="young.steps.specs:section_params")
 
 
 @dataclass(frozen=True)

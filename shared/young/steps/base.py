@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from jwst.stpipe import Step
 
 from young.contract.errors import InputError
-from young.contract.runner import Made
+from young.contract.records import Made
 from young.steps import models
 
 log = logging.getLogger(__name__)

@@ -82,7 +82,7 @@ import numpy as np
 
 from young.algorithms import fnoise, fnoise_mask, masks
 from young.contract.errors import InputError
-from young.contract.runner import Job, Made
+from young.contract.records import Job, Made
 from young.steps import models, plots, references, specs
 from young.steps.base import Correction, CorrectionStep, run_step
 

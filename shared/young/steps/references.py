@@ -172,7 +172,7 @@ def locate_template(folder: str | None, detector: str, filt: str, pupil: str) ->
     """
     name = template_name(detector, filt, pupil)
     if not folder:
-        raise InputError(f"wisp template {name} needed: give --templates DIR "
+        raise InputError(f"wisp template {name} needed: give --wisp-templates DIR "
                          "(or wisp_directory in the config)")
     path = Path(folder) / name
     if path.is_file():

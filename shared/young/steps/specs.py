@@ -38,11 +38,11 @@ FNOISE = """
 
 #: young-wisp / WispStep (young_wisp)
 WISP = """
-    templates = string(default=None)  # folder of WISP_{DETECTOR}_{FILTER}_{PUPIL}.fits templates (default: the config's wisp_directory)
+    wisp_templates = string(default=None)  # folder of WISP_{DETECTOR}_{FILTER}_{PUPIL}.fits templates (default: the config's wisp_directory)
     scale = float(default=None)  # force the template scale instead of fitting it
     flag_threshold = float(min=0, default=None)  # flag pixels whose wisp model exceeds this (data units) in DQ instead of subtracting
     bounds = float_list(min=2, max=2, default=list(0.0, 2.0))  # range of the fitted scale, LO,HI
-    statistic = option('biweight', 'mad', default='biweight')  # robust scatter minimised by the fit (mad: the baseline's)
+    statistic = option('biweight', 'mad', default='biweight')  # robust scatter minimised by the fit: biweight midvariance, or mad (median absolute deviation)
     mask_preset = option('young', 'ceers', 'compact', default='young')  # tiered source-mask preset
     dilate = float(min=0, default=3.0)  # dilation of the mapped long-wave mask (short-wave pixels)
     lw_dirs = string_list(default=list())  # also look in these folders for the long-wave partner (default: beside the input only)
@@ -65,3 +65,10 @@ BKG = """
     save_mask = boolean(default=False)  # also write the mask used, X_bkg_cal_mask.fits (1 = not sky)
     plot = boolean(default=False)  # also write a QA plot, X_bkg_cal.png (image, mask, model, sky histogram)
 """
+
+
+def section_params() -> dict[str, list[str]]:
+    """The parameter names of the correction steps: the keys their config sections take besides the top-level ones."""
+    from young.contract.spec import parse_spec
+
+    return {"fnoise": list(parse_spec(FNOISE)), "wisp": list(parse_spec(WISP)), "bkg": list(parse_spec(BKG))}

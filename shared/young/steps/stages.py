@@ -16,21 +16,45 @@ from typing import Any
 from young.contract import config as configmod
 from young.contract import fitscheck, naming
 from young.contract.errors import UsageError
-from young.contract.runner import Job, ToolSpec
+from young.contract.records import Job, ToolSpec
 
 #: seed config keys → jwst step parameters
 SEED_STEP_KEYS = {"ramp_fit_cores": "ramp_fit.maximum_cores", "jump_cores": "jump.maximum_cores"}
 
 
 def check_steps(pipeline_name: str, steps: dict[str, Any]) -> None:
-    """Raise UsageError for a step the pipeline does not have (typos must not pass silently)."""
-    from jwst import pipeline as jp
+    """Check ``--set``/config step parameters against the pipeline's own specs, before any work.
 
-    known = set(getattr(jp, pipeline_name).step_defs)
-    for key in steps:
-        step = key.split(".", 1)[0]
+    Step names against the pipeline's steps, parameter names and values
+    against each step's stpipe spec (the checks stpipe would make on the
+    first file, made once up front so a typo stops the run instead of
+    failing every file).
+
+    Raises
+    ------
+    UsageError
+        Naming the step or parameter (with the closest known name) or the bad value.
+    """
+    from configobj import ConfigObj
+    from jwst import pipeline as jp
+    from stpipe import config_parser
+
+    from young.contract.spec import unknown_key_message
+
+    known = getattr(jp, pipeline_name).step_defs
+    for step, values in configmod.nest_steps(steps).items():
         if step not in known:
-            raise UsageError(f"--set/config: {pipeline_name} has no step '{step}' (steps: {', '.join(sorted(known))})")
+            raise UsageError(unknown_key_message(step, sorted(known), f"--set/config steps: {pipeline_name}")
+                             .replace("unknown key", "no step"))
+        spec = known[step].load_spec_file()
+        for name in values:
+            if name not in spec:
+                raise UsageError(unknown_key_message(name, sorted(spec), f"--set/config steps: {step}")
+                                 .replace("unknown key", "no parameter"))
+        try:
+            config_parser.validate(ConfigObj({k: v for k, v in values.items()}), spec)
+        except Exception as exc:  # noqa: BLE001 - stpipe's ValidationError; its text names the parameter
+            raise UsageError(f"--set/config steps: {step}: {' '.join(str(exc).split())}") from None
 
 
 def _params(pipeline_name: str, section: dict, cli: dict) -> dict:
@@ -99,6 +123,20 @@ def validate_rate(src: Path, params: dict):
     return fitscheck.check_nircam_image(src, "rate")
 
 
+def stage1_reftypes(params: dict) -> list[str]:
+    """CRDS reference types Detector1Pipeline may ask for (checked before any work)."""
+    from young.contract.crdsenv import pipeline_reftypes
+
+    return pipeline_reftypes(("Detector1Pipeline",))
+
+
+def stage2_reftypes(params: dict) -> list[str]:
+    """CRDS reference types Image2Pipeline may ask for (checked before any work)."""
+    from young.contract.crdsenv import pipeline_reftypes
+
+    return pipeline_reftypes(("Image2Pipeline",))
+
+
 def import_pipelines() -> None:
     """Import jwst's pipelines (slow): ``ToolSpec.warm`` of the stage tools."""
     from jwst import pipeline  # noqa: F401
@@ -108,12 +146,14 @@ STAGE1 = ToolSpec(
     name="young-stage1", section="stage1", consumes=("uncal",),
     product=stage1_product, process=run_pipeline, validate=validate_uncal,
     build_params=stage1_params, uses_crds=True, warm=import_pipelines, runs_jwst_steps=True,
+    config_sections="young.steps.specs:section_params", reftypes=stage1_reftypes,
 )
 
 STAGE2 = ToolSpec(
     name="young-stage2", section="stage2", consumes=("rate",),
     product=stage2_product, process=run_pipeline, validate=validate_rate,
     build_params=stage2_params, uses_crds=True, warm=import_pipelines, runs_jwst_steps=True,
+    config_sections="young.steps.specs:section_params", reftypes=stage2_reftypes,
 )
 
 
@@ -139,12 +179,17 @@ def stage_app(spec: ToolSpec):
     if spec is STAGE2:
         own.append(option("resample", Annotated[Optional[bool], typer.Option(
             "--resample/--no-resample",
-            help="Also make the per-exposure i2d (default: skipped, as the seed's skip_resample).")], None))
+            help="Also make the per-exposure i2d (default: off; config key skip_resample).")], None))
 
     def main(common, param_file=None, prefetch=None, resample=None):
         common.prefetch = prefetch
         return contract.run(spec, common, {"param_file": param_file, "resample": resample})
 
     src, dst = ("*_uncal.fits", "X_rate.fits") if spec is STAGE1 else ("*_rate.fits", "X_cal.fits")
+    examples = (["young-stage1 --config young.yaml -j 2 raw/", "young-stage1 --set jump.rejection_threshold=5 raw/",
+                 "young-stage1 raw/ | young-fnoise | young-stage2"] if spec is STAGE1 else
+                ["young-stage2 stage1/", "young-stage2 --resample X_1f_rate.fits",
+                 "young-stage2 stage1/ | young-wisp | young-bkg"])
     return tool_app(spec.name, f"Run jwst's {pipeline} on {src} files (arguments, directories or stdin); "
-                    f"write {dst} beside each input (or in --output-dir) and print the product paths.", main, own)
+                    f"write {dst} beside each input (or in --output-dir) and print the product paths.", main, own,
+                    examples=examples)

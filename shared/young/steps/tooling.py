@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from young.contract import naming
+from young.contract.config import SOURCE_KEY
 from young.contract.errors import UsageError
-from young.contract.runner import ToolSpec
+from young.contract.records import ToolSpec
 from young.contract.spec import parse_spec, resolve
 from young.steps import models, specs
 
@@ -28,7 +29,7 @@ BKG_PARAMS = parse_spec(specs.BKG)
 
 #: option declarations that differ from ``--name`` (short flags, shorter names)
 FNOISE_FLAGS = {"method": ("--method", "-m")}
-WISP_FLAGS = {"templates": ("--templates", "-t"), "lw_dirs": ("--lw-dir",), "use_lw": ("--lw/--no-lw",)}
+WISP_FLAGS = {"wisp_templates": ("--wisp-templates", "-t"), "lw_dirs": ("--lw-dir",), "use_lw": ("--lw/--no-lw",)}
 BKG_FLAGS = {"mode": ("--mode", "-m"), "ring_radius_in": ("--ring-radius",)}
 METAVARS = {"user_mask": "FITS", "wisp_templates": "DIR", "templates": "DIR", "lw_dirs": "DIR",
             "bounds": "LO,HI", "scale": "S", "flag_threshold": "T", "dilate": "PX", "box": "PX",
@@ -55,7 +56,7 @@ def fnoise_params(section: dict, cli: dict) -> dict:
     UsageError
         A value the spec does not allow, a missing user mask or template folder.
     """
-    p = resolve(FNOISE_PARAMS, section, cli, "fnoise config", FNOISE_FLAGS)
+    p = resolve(FNOISE_PARAMS, section, cli, section.get(SOURCE_KEY, "fnoise config"), FNOISE_FLAGS)
     if p["user_mask"]:
         path = Path(str(p["user_mask"])).expanduser()
         if not path.is_file():
@@ -78,9 +79,9 @@ def wisp_params(section: dict, cli: dict) -> dict:
     UsageError
         A value the spec does not allow, bounds not increasing, a missing folder.
     """
-    p = resolve(WISP_PARAMS, section, cli, "wisp config", WISP_FLAGS)
-    p["templates"] = _folder(p["templates"] or section.get("wisp_directory"), "wisp template folder",
-                             "--templates / wisp_directory")
+    p = resolve(WISP_PARAMS, section, cli, section.get(SOURCE_KEY, "wisp config"), WISP_FLAGS)
+    p["wisp_templates"] = _folder(p["wisp_templates"] or section.get("wisp_directory"), "wisp template folder",
+                             "--wisp-templates / wisp_directory")
     lo, hi = p["bounds"]
     if not hi > lo:
         raise UsageError(f"--bounds: expected LO < HI, got {lo}, {hi}")
@@ -104,7 +105,7 @@ def bkg_params(section: dict, cli: dict) -> dict:
     """
     from young.algorithms import masks
 
-    p = resolve(BKG_PARAMS, section, cli, "bkg config", BKG_FLAGS)
+    p = resolve(BKG_PARAMS, section, cli, section.get(SOURCE_KEY, "bkg config"), BKG_FLAGS)
     overrides = {k: p[k] for k in ("tier_kernel_size", "tier_npixels", "tier_nsigma", "tier_dilate_size",
                                    "ring_radius_in", "ring_width") if p[k] is not None}
     try:
@@ -140,16 +141,20 @@ FNOISE = ToolSpec(
     name="young-fnoise", section="fnoise", consumes=("rate", "cal"), product=product_1f,
     process="young.steps.fnoise_step:process", validate=validate_rate_or_cal, accept=models.not_tagged("1f"),
     build_params=fnoise_params, uses_crds=True, applied_keyword="YNG1F", tag="1f",
+    algorithm="2",   # 2: compact mask, along-row term, column shrinkage (0.2.0)
+    config_sections="young.steps.specs:section_params",
 )
 WISP = ToolSpec(
     name="young-wisp", section="wisp", consumes=("rate", "cal"), product=product_wisp,
     process="young.steps.wisp_step:process", validate=validate_rate_or_cal, accept=models.not_tagged("wisp"),
     build_params=wisp_params, applied_keyword="YNGWISP", tag="wisp",
+    config_sections="young.steps.specs:section_params",
 )
 BKG = ToolSpec(
     name="young-bkg", section="bkg", consumes=("cal",), product=product_bkg,
     process="young.steps.bkg_step:process", validate=validate_cal, accept=models.not_tagged("bkg"),
     build_params=bkg_params, applied_keyword="YNGBKG", tag="bkg",
+    config_sections="young.steps.specs:section_params",
 )
 
 _HELP = {
@@ -162,6 +167,18 @@ _HELP = {
     "young-bkg": "Subtract the sky background from *_cal.fits files (arguments, directories or stdin) and rescale "
                  "VAR_RNOISE to the measured sky noise; write X_bkg_cal.fits beside each input (or in "
                  "--output-dir) and print the product paths.",
+}
+
+
+_EXAMPLES = {
+    "young-fnoise": ["young-fnoise stage1/                      # every *_rate.fits in stage1/",
+                     "young-fnoise -j 2 --plot stage1/*_rate.fits",
+                     "young-fnoise --method gradient --user-mask icl_mask.fits X_rate.fits",
+                     "young-stage1 raw/ | young-fnoise | young-stage2"],
+    "young-wisp": ["young-wisp --wisp-templates wisp_templates/ stage2/",
+                   "young-stage2 stage1/ | young-wisp | young-bkg"],
+    "young-bkg": ["young-bkg stage2/",
+                  "young-bkg --mode 2d --save-correction X_wisp_cal.fits"],
 }
 
 
@@ -187,4 +204,4 @@ def app(spec: ToolSpec):
         common.prefetch = prefetch
         return runner.run(spec, common, values)
 
-    return tool_app(spec.name, _HELP[spec.name], main, own)
+    return tool_app(spec.name, _HELP[spec.name], main, own, examples=_EXAMPLES[spec.name])

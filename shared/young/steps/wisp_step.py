@@ -9,7 +9,7 @@ at a time:
    detector is passed through (the product is written unchanged,
    ``YNGWISP = 'SKIPPED'`` and ``YNGWISPN`` says why), so the chain goes on.
 2. **Template.**  ``WISP_{DETECTOR}_{FILTER}_{PUPIL}.fits`` (STScI v3 naming)
-   in the template folder (``--templates DIR``, else the config's
+   in the template folder (``--wisp-templates DIR``, else the config's
    ``templates`` or the seed's ``wisp_directory``); the extension matching the
    product (``CAL`` for cal files, ``RATE`` for rate files).  Rules:
 
@@ -66,7 +66,7 @@ from young.algorithms import masks, wisp, wisp_geometry
 from young.algorithms.dq import bad as dq_bad
 from young.contract import naming
 from young.contract.errors import InputError
-from young.contract.runner import Job, Made
+from young.contract.records import Job, Made
 from young.steps import models, plots, references, specs
 from young.steps.base import Correction, CorrectionStep, run_step
 
@@ -96,7 +96,7 @@ class WispStep(CorrectionStep):
             return _skipped(f"{det or 'this detector'} has no wisps")
         level = models.product_level(model).upper()
         try:
-            tpath = references.locate_template(p["templates"], det, filt, pupil)
+            tpath = references.locate_template(p["wisp_templates"], det, filt, pupil)
         except references.NoTemplate as exc:
             return _skipped(str(exc))
         template, region = references.template_for(tpath, level, model)
