@@ -18,7 +18,7 @@ help:
 	@echo "make install   create $(VENV) with the pinned dependencies (constraints.txt) and YOUNG"
 	@echo "make test      install, then the linter and the test suite"
 	@echo "make demo      install, simulate the demo field, run the whole chain, write demo-out/"
-	@echo "make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP='fnoise wisp bkg'] [MPI=N] [JOBS=N]"
+	@echo "make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP='fnoise wisp bkg'] [MPI=N] [JOBS=N] [KEEP=final]"
 
 install: $(STAMP)
 
@@ -63,7 +63,8 @@ demo: install
 # The chain: make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP="fnoise wisp bkg"]
 #            [MPI=N] [MPIRUN=mpiexec] [LAYOUT=combined|program] [JOBS=N]
 # uncal -> rate -> 1f_rate -> 1f_cal -> 1f_wisp_cal -> 1f_wisp_bkg_cal -> OUTPUT/mosaics/<filter>/
-# Per-exposure products are kept (.SECONDARY), a failed recipe deletes its target
+# Per-exposure products are kept (.SECONDARY; KEEP=final: only the last cal of each exposure, the
+# others are make's intermediate files, deleted once their successor exists), a failed recipe deletes its target
 # (.DELETE_ON_ERROR; the tools themselves never leave half-written files), `make -j N` runs
 # files in parallel, `make -n` is a true dry run, and each step has its own target.
 # ---------------------------------------------------------------------------------------------
@@ -74,6 +75,8 @@ SKIP ?=
 MPI ?=
 MPIRUN ?= $(BIN)/mpiexec
 LAYOUT ?= combined
+# all: keep every intermediate product; final: only the last cal of each exposure and the mosaics
+KEEP ?= all
 # filters young-stage3 reduces at once after the reference one (its --jobs; memory-capped by the tool)
 JOBS ?= 1
 YOUNG_BIN ?= $(BIN)
@@ -89,6 +92,9 @@ endif
 # make splits words at spaces: a path with one cannot be a target or prerequisite
 $(foreach v,INPUT OUTPUT CONFIG,$(if $(word 2,$($(v))),$(error $(v) has a space in its path ('$($(v))'): \
   make cannot use it; link the folder to a path without spaces, or pipe the tools (see README))))
+ifeq ($(filter $(KEEP),all final),)
+  $(error KEEP must be 'all' or 'final', not '$(KEEP)')
+endif
 ifeq ($(filter $(LAYOUT),combined program),)
   $(error LAYOUT must be 'combined' or 'program', not '$(LAYOUT)')
 endif
@@ -115,7 +121,14 @@ PREFETCH := $(O)/.young-refs.list
 OFFLINE := YOUNG_CRDS_OFFLINE=1
 
 .PHONY: all check-input refs stage1 fnoise stage2 wisp bkg stage3
+ifeq ($(KEEP),final)
+# make's own intermediate files: deleted when the run that made them ends, and a missing one is not
+# remade while what follows it is up to date (resume works without them)
+.INTERMEDIATE: $(filter-out $(BCALS),$(sort $(RATES) $(FRATES) $(CALS) $(WCALS)))
+.SECONDARY: $(BCALS)
+else
 .SECONDARY:
+endif
 .DELETE_ON_ERROR:
 
 all: stage3

@@ -209,4 +209,4 @@ def test_version_shows_the_context_in_force(tmp_path, tiny_set):
 def test_a_file_of_the_wrong_level_is_named(tmp_path, tiny_set, rate):
     r = run_tool("young-stage1", "-c", _config(tmp_path, tiny_set), rate, check=False)
     assert r.returncode == 1
-    assert f"{rate}: wrong product level: this is a rate file, young-stage1 reads *_uncal.fits" in r.stderr
+    assert f"{rate}: wrong product level: this is a rate product, young-stage1 reads *_uncal.fits" in r.stderr

@@ -24,6 +24,7 @@ cancels exactly in every before/after comparison below.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -271,17 +272,19 @@ def test_saved_model_and_plot(case):
 
 
 def test_long_wave_and_filters_without_template_pass_through(case):
-    for src, dst, why in (
-        (case["inp"] / f"{VISIT}_00001_nrcalong_1f_cal.fits", product(case, "00001", "nrcalong"),
-         "NRCALONG has no wisps"),
-        (case["f200"], case["out"] / case["f200"].name.replace("_cal.fits", "_wisp_cal.fits"),
-         "no wisp template WISP_NRCA3_F200W_CLEAR.fits"),
-    ):
-        h = fits.getheader(dst)
-        assert h["YNGWISP"] == "SKIPPED" and why in h["YNGWISPN"]
-        assert "YNGWISPS" not in h
-        for ext in ("SCI", "ERR", "DQ"):
-            np.testing.assert_array_equal(fits.getdata(src, ext), fits.getdata(dst, ext))
+    """A filter without a template: an unchanged copy saying why; a detector without wisps: a link, no disk.
+
+    Was: young-wisp wrote a full copy of every long-wave file it passed on (issue: 932 MB from 61 MB).
+    """
+    lw_src, lw_dst = case["inp"] / f"{VISIT}_00001_nrcalong_1f_cal.fits", product(case, "00001", "nrcalong")
+    assert os.path.samefile(lw_src, lw_dst) and os.stat(lw_dst).st_nlink == 2
+    assert "has no wisps: passed on unchanged (link of the input)" in lw_dst.with_suffix(".log").read_text()
+    src, dst = case["f200"], case["out"] / case["f200"].name.replace("_cal.fits", "_wisp_cal.fits")
+    h = fits.getheader(dst)
+    assert h["YNGWISP"] == "SKIPPED" and "no wisp template WISP_NRCA3_F200W_CLEAR.fits" in h["YNGWISPN"]
+    assert "YNGWISPS" not in h
+    for ext in ("SCI", "ERR", "DQ"):
+        np.testing.assert_array_equal(fits.getdata(src, ext), fits.getdata(dst, ext))
 
 
 def test_real_tiny_set_has_no_wisp_on_the_strip(case, tiny_set, tiny_cals, tmp_path):

@@ -103,3 +103,21 @@ def check_writable(folder: str | Path) -> None:
         raise FileNotFoundError(f"output folder {folder} does not exist")
     with tempfile.NamedTemporaryFile(dir=folder, prefix=".young-probe-"):
         pass
+
+
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Give ``dst`` the content of ``src`` without a copy where possible: a hard link, else a copy.
+
+    A hard link is the same file under a second name: no disk, and it
+    survives the removal of ``src`` (``make all KEEP=final``).  Across file
+    systems (or where links are refused) the file is copied.  Returns
+    ``"link"`` or ``"copy"``.
+    """
+    import shutil
+
+    try:
+        os.link(src, dst)
+        return "link"
+    except OSError:
+        shutil.copy2(src, dst)
+        return "copy"

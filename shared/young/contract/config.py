@@ -78,7 +78,7 @@ KNOWN_KEYS = {
 #: keys of each tool's section besides the top-level ones (which a section may override); the
 #: sections of the correction tools also take their step's parameters (``ToolSpec.config_sections``)
 SECTION_KEYS = {
-    "stage1": {"steps", "param_file", "output_dir"},
+    "stage1": {"steps", "param_file", "rateints", "output_dir"},
     "stage2": {"steps", "param_file", "resample", "output_dir"},
     "stage3": {"steps", "output_dir"},
     "fnoise": {"output_dir"},

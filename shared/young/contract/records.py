@@ -187,11 +187,18 @@ class Made:
         reference group, astrometry); ``info['summary']`` is shown with ``-v``.
     warnings : list of str
         One line each, printed with the tool's name.
+    linked : bool
+        The product is the input itself under the product's name (a hard link,
+        :func:`young.contract.atomic.link_or_copy`): a file the tool passes on
+        unchanged costs no disk.  Nothing is stamped into it (that would
+        change the input); it is up to date for as long as it is the input's
+        file (:func:`young.contract.runner.stale_reason`).
     """
 
     keywords: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    linked: bool = False
 
 
 @dataclass

@@ -189,10 +189,13 @@ def stale_reason(task: Task, params: dict, calib: dict | None = None) -> str | N
         return "no product yet"
     if oldest < newest:
         return "an input is newer than the product"
+    if not task.required and _same_file(task.dst, task.src):
+        return None   # passed on unchanged as a link to its input (Made.linked): the input's own file
     had = provenance.read_stamp(task.dst)
     if had.get("YNGPHASH") != provenance.params_hash(params):
         return "the parameters changed"
     calib = calib or {}
+    had.setdefault("YNGALGO", "1")   # products of 0.1 predate the keyword: the first version of every tool
     for key, what, now in (("YNGALGO", "algorithm version", calib.get("algorithm")),
                            ("YNGJWST", "jwst version", calib.get("jwst")),
                            ("YNGCRDS", "CRDS context", calib.get("crds_context"))):
@@ -205,6 +208,13 @@ def stale_reason(task: Task, params: dict, calib: dict | None = None) -> str | N
         if changed:
             return f"CRDS selects other references now: {', '.join(changed)}"
     return None
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _log_handler(path: Path) -> logging.Handler:
@@ -281,8 +291,11 @@ def execute(payload) -> Outcome:
         made = resolve(spec.process)(job)
         made = made if isinstance(made, Made) else Made(made or {})
         out.info, out.warnings = made.info, list(made.warnings)
-        provenance.stamp(job.tmp, spec.name, params, made.keywords, crds_context=calib.get("crds_context"),
-                         algorithm=calib.get("algorithm"))
+        if made.linked:   # the input's own file under the product's name: nothing may be written into it
+            log.info("passed on unchanged, linked to the input (no copy)")
+        else:
+            provenance.stamp(job.tmp, spec.name, params, made.keywords, crds_context=calib.get("crds_context"),
+                             algorithm=calib.get("algorithm"))
         log.info("wrote %s", dst)
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -394,8 +407,8 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
             level = None   # a name jwst would not give: the file's own header decides (validate)
         if level is not None and level not in spec.consumes:
             reads = " or ".join(f"*_{c}.fits" for c in spec.consumes)
-            outcomes.append(Outcome(i, str(src), None, "failed",
-                                    f"{src}: wrong product level: this is a {level} file, {spec.name} reads {reads}"))
+            outcomes.append(Outcome(i, str(src), None, "failed", f"{src}: wrong product level: "
+                                    f"this is a {level} product, {spec.name} reads {reads}"))
             continue
         try:
             original = naming.original_path(src, spec.tag) if spec.tag else None

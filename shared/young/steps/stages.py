@@ -75,7 +75,12 @@ def _params(pipeline_name: str, section: dict, cli: dict) -> dict:
         if not p.is_file():
             raise UsageError("parameter file not found", p)
         pf = {"path": str(p.resolve()), "mtime": p.stat().st_mtime}
-    return {"pipeline": pipeline_name, "steps": steps, "param_file": pf}
+    out = {"pipeline": pipeline_name, "steps": steps, "param_file": pf}
+    if pipeline_name == "Detector1Pipeline":
+        keep = cli.get("rateints") if cli.get("rateints") is not None else section.get("rateints", False)
+        if keep:   # hashed only when asked for: products made without it stay up to date
+            out["rateints"] = True
+    return out
 
 
 def stage1_params(section: dict, cli: dict) -> dict:
@@ -102,8 +107,12 @@ def run_pipeline(job: Job) -> dict:
     if not job.tmp.exists():
         made = sorted(p.name for p in work.iterdir())
         raise RuntimeError(f"{cls.__name__} did not write {job.tmp.name} (wrote: {', '.join(made) or 'nothing'})")
-    # secondary products jwst wrote beside the main one (rateints, i2d with --resample) are moved
-    # into place with it by the runner
+    # Detector1 always writes the per-integration X_rateints.fits beside X_rate.fits: nothing in YOUNG
+    # reads it, so it is kept only when asked for (--rateints); other secondary products (the i2d of
+    # --resample) are moved into place with the primary by the runner
+    if job.params["pipeline"] == "Detector1Pipeline" and not job.params.get("rateints"):
+        for f in work.glob("*_rateints.fits"):
+            f.unlink()
     return {}
 
 
@@ -176,14 +185,19 @@ def stage_app(spec: ToolSpec):
                  "a serverless cache has nothing to fetch).")],
             None),
     ]
+    if spec is STAGE1:
+        own.append(option("rateints", Annotated[Optional[bool], typer.Option(
+            "--rateints/--no-rateints", show_default=False,
+            help="Also keep jwst's per-integration X_rateints.fits (default: off; config key rateints).")],
+            None))
     if spec is STAGE2:
         own.append(option("resample", Annotated[Optional[bool], typer.Option(
             "--resample/--no-resample",
             help="Also make the per-exposure i2d (default: off; config key skip_resample).")], None))
 
-    def main(common, param_file=None, prefetch=None, resample=None):
+    def main(common, param_file=None, prefetch=None, resample=None, rateints=None):
         common.prefetch = prefetch
-        return contract.run(spec, common, {"param_file": param_file, "resample": resample})
+        return contract.run(spec, common, {"param_file": param_file, "resample": resample, "rateints": rateints})
 
     src, dst = ("*_uncal.fits", "X_rate.fits") if spec is STAGE1 else ("*_rate.fits", "X_cal.fits")
     examples = (["young-stage1 --config young.yaml -j 2 raw/", "young-stage1 --set jump.rejection_threshold=5 raw/",

@@ -6,8 +6,9 @@ The parameters are declared in :data:`young.steps.specs.WISP`.  One exposure
 at a time:
 
 1. **Detector.**  Only NRCA3, NRCA4, NRCB3 and NRCB4 have wisps; any other
-   detector is passed through (the product is written unchanged,
-   ``YNGWISP = 'SKIPPED'`` and ``YNGWISPN`` says why), so the chain goes on.
+   detector is passed on so the chain goes on: by the tool as a hard link to
+   the input (no copy, :func:`process`), by the step (``strun``, pipeline
+   hooks) unchanged with ``YNGWISP = 'SKIPPED'`` and ``YNGWISPN`` saying why.
 2. **Template.**  ``WISP_{DETECTOR}_{FILTER}_{PUPIL}.fits`` (STScI v3 naming)
    in the template folder (``--wisp-templates DIR``, else the config's
    ``templates`` or the seed's ``wisp_directory``); the extension matching the
@@ -65,6 +66,7 @@ import numpy as np
 from young.algorithms import masks, wisp, wisp_geometry
 from young.algorithms.dq import bad as dq_bad
 from young.contract import naming
+from young.contract.atomic import link_or_copy
 from young.contract.errors import InputError
 from young.contract.records import Job, Made
 from young.steps import models, plots, references, specs
@@ -163,7 +165,19 @@ def _skipped(reason: str) -> Correction:
 
 
 def process(job: Job) -> Made:
-    """Make one wisp product (the tool contract's ``process``): :class:`WispStep` on ``job.src``."""
+    """Make one wisp product (the tool contract's ``process``): :class:`WispStep` on ``job.src``.
+
+    A detector that never has wisps (long-wave, NRCA1/A2/B1/B2) is passed on
+    without a copy: the product is a hard link to the input
+    (:func:`young.contract.atomic.link_or_copy`), which the contract keeps up to
+    date for as long as it is the input's file.  Its header is therefore
+    the input's (no ``YNGWISP``); its log says it was passed on.
+    """
+    det = str((job.header or {}).get("DETECTOR", "")).upper()
+    if det and det not in wisp.WISP_DETECTORS:
+        how = link_or_copy(job.src, job.tmp)
+        job.log.info("%s has no wisps: passed on unchanged (%s of the input)", det, how)
+        return Made(info={"summary": f"{det}: no wisps, passed on ({how})"}, linked=how == "link")
     return run_step(WispStep, job.params, job.src, job.tmp)
 
 
