@@ -697,9 +697,17 @@ def test_flat_from_crds_or_a_clear_error(tiny_set, tiny_rates, tmp_path):
     cfg.write_text(f"crds_path: {empty}\ncrds_context: jwst_9001.pmap\n"
                    "crds_server_url: https://jwst-serverless-mode.stsci.edu\n")
     r = run_tool("young-fnoise", "--config", cfg, "-o", tmp_path, src, check=False)
+    assert r.returncode == 2 and r.stdout == ""   # the context itself is missing: before any work
+    assert r.stderr.strip() == (f"young-fnoise: CRDS context jwst_9001.pmap is not in the cache {empty} "
+                                "(mappings/jwst) and no CRDS server is configured to fetch it")
+    # the context there, the FLAT not: one line naming it and the way round it
+    shutil.copytree(tiny_set.crds_path / "mappings", empty / "mappings")
+    shutil.copytree(tiny_set.crds_path / "config", empty / "config")
+    r = run_tool("young-fnoise", "--config", cfg, "-o", tmp_path, src, check=False)
     assert r.returncode == 1 and r.stdout == ""
     lines = [ln for ln in r.stderr.splitlines() if str(src) in ln]
     assert len(lines) == 1 and "FLAT" in lines[0] and "--no-flat" in lines[0], r.stderr
+    shutil.rmtree(empty / "mappings")   # --no-flat reads no reference: no context needed either
     r = run_tool("young-fnoise", "--config", cfg, "-o", tmp_path, "--no-flat", src)
     assert fits.getheader(Path(r.stdout.strip()), 0)["YNG1FFLT"] == "none"
 

@@ -4,6 +4,7 @@ whole tool on the simulator's tiny field against its truth (slow part: one modul
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -498,6 +499,23 @@ def test_products_listed_and_written(run3):
 
 
 @pytest.mark.slow
+def test_summary_names_matches_and_rms_per_filter_and_logs_hold_no_false_warnings(run3):
+    """Was: the alignment rms only in a PNG title; the absolute pass's own tweakreg logged "Failed to align
+    catalog" / "Min required: 1000000000" warnings although the alignment succeeded."""
+    lines = run3.proc.stderr.strip().splitlines()
+    for f in FILTERS:
+        line = next((ln for ln in lines if ln.startswith(f"young-stage3: {f}: ")), None)
+        assert line is not None, run3.proc.stderr
+        n, rms = re.search(r"(\d+) sources matched to the reference, rms ([\d.]+) mas", line).groups()
+        assert int(n) >= 15 and float(rms) < 30, line
+        assert "exposures vs mosaic rms" in line
+        log = (run3.out / f / f"jw09001_nircam_{f}.log").read_text()
+        assert "Min required: 1000000000" not in log and "relative alignment off by design" in log
+        assert "Failed to align catalog" not in log, f
+    assert lines[-1].startswith(f"young-stage3: {len(FILTERS)} group(s) done")
+
+
+@pytest.mark.slow
 def test_provenance_and_extracted_images(run3):
     from astropy.io import fits
     from astropy.wcs import WCS
@@ -757,11 +775,13 @@ def test_preview_and_alignment_plot(tmp_path):
     cat.write(tmp_path / "c_cat.ecsv")
     ref = Table({"RA": sc.ra.deg - 2 / 3.6e6, "DEC": sc.dec.deg})
     ref.write(tmp_path / "r.ecsv")
-    stats = qa.alignment_plot(tmp_path / "c_cat.ecsv", tmp_path / "r.ecsv", [], tmp_path / "al.png", title="x")
+    res = qa.alignment_residuals(tmp_path / "c_cat.ecsv", tmp_path / "r.ecsv", [])
+    stats = qa.alignment_plot(res, tmp_path / "al.png", title="x")
     assert stats["abs_n"] == n and stats["abs_rms_mas"] == pytest.approx(2 * np.cos(np.radians(27.8)), abs=0.01)
+    assert qa.summary_line(stats) == f"{n} sources matched to the reference, rms {stats['abs_rms_mas']:.1f} mas"
     assert (tmp_path / "al.png").stat().st_size > 0
-    stats = qa.alignment_plot(tmp_path / "c_cat.ecsv", None, [], tmp_path / "al2.png")
-    assert stats == {}
+    stats = qa.alignment_plot(qa.alignment_residuals(tmp_path / "c_cat.ecsv", None, []), tmp_path / "al2.png")
+    assert stats == {} and qa.summary_line(stats) == "no absolute reference (aligned internally)"
 
 
 def test_extract_image(tmp_path):

@@ -115,20 +115,25 @@ class Context:
         The ``CRDS_PATH`` in force.
     present : bool
         The context's mapping is in the cache (``mappings/jwst/``).
-    offline : bool
-        No server will be asked (serverless URL or none).
+    serverless : bool
+        A serverless URL is configured: the cache is all there is.
     """
 
     name: str | None
     given: str | None
     cache: str
     present: bool
-    offline: bool
+    serverless: bool
 
     def problem(self) -> str | None:
-        """One line naming the context and the cache when the run cannot have it, else None."""
-        if not self.offline:
-            return None   # a server can supply it (prefetch or jwst will say if it cannot)
+        """One line naming the context and the cache when the run cannot have it, else None.
+
+        Only a cache-only set-up (a serverless URL) is judged: with a server,
+        or none configured (crds then uses its default server), the server
+        can supply the context, and the prefetch or jwst says if it cannot.
+        """
+        if not self.serverless:
+            return None
         if self.name is None:
             return (f"no CRDS context: none pinned (--crds-context, config crds_context, $CRDS_CONTEXT) and the "
                     f"cache {self.cache} has no record of the operational one")
@@ -154,7 +159,8 @@ def resolve_context(env: Mapping[str, str]) -> Context:
         name = info.get(_SYMBOLIC.get(given or "jwst-operational", "operational_context")) or None
     maps = Path(env.get("CRDS_MAPPATH") or Path(cache) / "mappings") / "jwst"
     present = bool(name) and (maps / str(name)).is_file()
-    return Context(str(name) if name else None, given, str(cache), present, is_offline(env))
+    return Context(str(name) if name else None, given, str(cache), present,
+                   "serverless" in env.get("CRDS_SERVER_URL", ""))
 
 
 def compute_mode(env: MutableMapping[str, str]) -> MutableMapping[str, str]:

@@ -69,6 +69,10 @@ class ToolSpec:
         ``reftypes(params) -> [CRDS reference types]`` the tool's work needs: with a
         cache-only CRDS set-up they are looked up for every input before any
         work, and a reference missing from the cache stops the run (exit 2).
+    needs_crds : callable or str, optional
+        ``needs_crds(params) -> bool`` for a tool that uses CRDS only with some
+        parameters (young-fnoise with ``--no-flat`` reads no reference): without
+        it the CRDS context is neither checked nor part of the resume key.
     """
 
     name: str
@@ -87,6 +91,7 @@ class ToolSpec:
     algorithm: str = "1"
     config_sections: Callable[[], dict] | str | None = None
     reftypes: Callable[[dict], list[str]] | str | None = None
+    needs_crds: Callable[[dict], bool] | str | None = None
 
 
 def resolve(ref: Callable | str | None) -> Callable | None:

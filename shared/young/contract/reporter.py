@@ -24,10 +24,15 @@ class Reporter:
         ``quiet``, ``verbose``, ``debug``.
     unit : str
         What a task is called in the summary (``''`` for files, ``'group(s) '``).
+    details : bool
+        Print each task's ``info['summary']`` in the summary, in input order
+        (stage 3: per filter, the sources matched and the alignment rms);
+        otherwise it is shown with ``-v`` only.
     """
 
-    def __init__(self, tool: str, n: int, common: Common, stdout=None, stderr=None, unit: str = ""):
-        self.tool, self.n, self.common, self.unit = tool, n, common, unit
+    def __init__(self, tool: str, n: int, common: Common, stdout=None, stderr=None, unit: str = "",
+                 details: bool = False):
+        self.tool, self.n, self.common, self.unit, self.details = tool, n, common, unit, details
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.results: dict[int, Outcome] = {}
@@ -70,7 +75,7 @@ class Reporter:
             if out.traceback and self.common.debug:
                 self.say(out.traceback.rstrip(), always=True)
         elif self.common.verbose:
-            extra = f", {out.info['summary']}" if out.info.get("summary") else ""
+            extra = f", {out.info['summary']}" if out.info.get("summary") and not self.details else ""
             self.say(f"{self.tool}: {out.status} {out.dst or out.src} ({out.seconds:.2f} s{extra})")
         if self.progress is not None:
             self.progress.advance(self.bar)
@@ -87,6 +92,10 @@ class Reporter:
         counts = {s: sum(1 for r in self.results.values() if r.status == s) for s in ("done", "skipped", "failed")}
         alone = sum(1 for r in self.results.values() if r.status == "skipped" and r.message.endswith("left alone"))
         peak = max((r.rss_mb for r in self.results.values()), default=0.0)
+        if self.details:
+            for i in sorted(self.results):
+                if self.results[i].info.get("summary"):
+                    self.say(f"{self.tool}: {self.results[i].info['summary']}")
         bad = f", {self.rejected} input file(s) rejected" if self.rejected else ""
         left = f", {alone} already corrected (left alone)" if alone else ""
         self.say(f"{self.tool}: {counts['done']} {self.unit}done, {counts['skipped'] - alone} up to date, "

@@ -369,13 +369,10 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
     section = cfg.section(spec.section)
     warnings_: list[str] = list(cfg.warnings)
     env: dict[str, str] = {}
-    context = None
+    ctx = None
     if spec.uses_crds:
         env = crdsenv.configure(section, common.crds_context, env=dict(os.environ))
         ctx = crdsenv.resolve_context(env)
-        if ctx.problem():
-            raise UsageError(ctx.problem())
-        context = ctx.name
         env = {k: v for k, v in env.items() if os.environ.get(k) != v}
     steps = cfg.step_parameters(spec.section)
     steps.update(configmod.parse_set(common.sets))
@@ -445,6 +442,12 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
             continue
         dsts[dst] = str(src)
         tasks.append(Task(i, str(src), str(dst)))
+    context = None
+    needs = resolve(spec.needs_crds)
+    if ctx is not None and (needs is None or needs(params)):
+        if tasks and ctx.problem():   # after the inputs: a usage error of theirs comes first
+            raise UsageError(ctx.problem())
+        context = ctx.name
     return Plan(tasks, outcomes, params, env, len(items), warnings_, calibration(spec, context))
 
 

@@ -21,6 +21,38 @@ log = logging.getLogger(__name__)
 #: written by the hook in the work folder: {"mode": ..., "warnings": [...]}
 RESULT_FILE = "young_alignment.json"
 
+#: the second pass switches tweakreg's relative alignment off with an impossible ``minobj``
+NO_RELATIVE = 10**9
+
+
+class _ByDesign(logging.Filter):
+    """Drop what tweakwcs says about the relative alignment the second pass switches off on purpose.
+
+    jwst's tweakreg has no switch for "absolute only"; an impossible ``minobj``
+    makes its relative fit give up, and tweakwcs then warns "Not enough
+    matches ... Min required: 1000000000" and "Failed to align catalog" for
+    every exposure -- false alarms in the product's log.  Installed on
+    tweakwcs's loggers for that pass, it drops such messages until jwst's
+    tweakreg announces the absolute alignment; what the absolute fit says
+    is kept.  Installed on jwst's tweakreg logger, it only watches for that
+    announcement.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.dropped = 0
+        self.absolute = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.name.startswith("jwst."):
+            self.absolute = self.absolute or text.startswith("Aligning to absolute reference catalog")
+            return True
+        if not self.absolute and ("Min required" in text or text.startswith("Failed to align catalog")):
+            self.dropped += 1
+            return False
+        return True
+
 
 def hook(refcat: str, work: str | Path, tweakreg: dict) -> "AbsoluteAlignStep":
     """The ``post_hooks`` entry of tweakreg that runs :class:`AbsoluteAlignStep` with these parameters.
@@ -123,8 +155,19 @@ class AbsoluteAlignStep(Step):
                   if k not in ("abs_refcat", "save_catalogs", "post_hooks", "pre_hooks", "use_custom_catalogs",
                                "catfile", "minobj", "skip")}
         params.update(abs_refcat=self.refcat, use_custom_catalogs=True, catfile=str(catfile),
-                      minobj=10**9, save_catalogs=False, output_dir=str(work))
-        aligned = TweakRegStep(**params).run(library)
+                      minobj=NO_RELATIVE, save_catalogs=False, output_dir=str(work))
+        quiet = _ByDesign()
+        loggers = [logging.getLogger(n) for n in ("tweakwcs.imalign", "tweakwcs.wcsimage",
+                                                  "jwst.tweakreg.tweakreg_step")]
+        for lg in loggers:
+            lg.addFilter(quiet)
+        try:
+            aligned = TweakRegStep(**params).run(library)
+        finally:
+            for lg in loggers:
+                lg.removeFilter(quiet)
+        log.info("absolute pass: relative alignment off by design (%d tweakwcs messages about it left out)",
+                 quiet.dropped)
         with aligned:
             after = []
             for i, model in enumerate(aligned):

@@ -96,8 +96,6 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
     env = dict(os.environ)
     crdsenv.configure(section, common.crds_context, env)
     context = crdsenv.resolve_context(env)
-    if context.problem():
-        raise UsageError(context.problem())
     env = {k: v for k, v in env.items() if os.environ.get(k) != v}
     steps = step_parameters(section, {**cfg.step_parameters("stage3"), **configmod.parse_set(common.sets)})
     for key in steps:
@@ -156,6 +154,8 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
             steps["resample.pixel_scale"] = round(min(scales), 6)
     if reference and groups:
         reference_order(groups, reference, True)  # validates the name
+    if groups and context.problem():   # after the inputs and options: their usage errors come first
+        raise UsageError(context.problem())
     # a mosaic's references are its members': the context decides them (no per-product comparison)
     calib = {**calibration(STAGE3, context.name), "references": False}
     return Stage3Plan(groups, failed, steps, ext, qa, spec, out_dir, budget, max(1, jobs), env, reference,
@@ -278,7 +278,7 @@ def run(common: Common, refcat: str | None = None, extract: str | None = None, m
         plan = parallel.quiet_bcast(comm, plan)
     if isinstance(plan, YoungError):
         return stopped(TOOL, plan, common, rank)
-    reporter = Reporter(TOOL, len(plan.groups), common, unit="group(s) ") if rank == 0 else None
+    reporter = Reporter(TOOL, len(plan.groups), common, unit="group(s) ", details=True) if rank == 0 else None
     if reporter is not None:
         for w in plan.warnings:
             reporter.warn(w)

@@ -22,7 +22,7 @@ from young.contract import provenance
 from young.contract.config import nest_steps
 from young.contract.errors import InputError
 from young.contract.records import Job, Made, Task, ToolSpec
-from young.stage3 import alignment
+from young.stage3 import alignment, qa
 from young.stage3.exposures import Group, write_association
 from young.stage3.grid import check_same_grid, grid_of, save_grid
 from young.stage3.params import EXTRACTS, GRID_PARAMETERS
@@ -211,12 +211,12 @@ def finish(run: GroupRun, work: Path, paths: dict[str, Path], params: dict, alig
     out.keywords = stamped
     for ext in run.extract:
         extract_image(i2d, ext, work / paths[ext].name)
-    if run.qa:
-        try:
-            out.info["astrometry"] = qa_plots(run, work, paths)
-        except Exception as exc:  # noqa: BLE001 - QA must not cost the products
-            out.warnings.append(f"{folder(run)}: QA plots failed: {type(exc).__name__}: {exc}")
-            log.warning("QA plots failed: %s", traceback.format_exc())
+    try:
+        out.info["astrometry"] = alignment_figures(run, work, paths)
+        out.info["summary"] = f"{run.group.name}: {qa.summary_line(out.info['astrometry'])}"
+    except Exception as exc:  # noqa: BLE001 - QA must not cost the products
+        out.warnings.append(f"{folder(run)}: alignment figures failed: {type(exc).__name__}: {exc}")
+        log.warning("alignment figures failed: %s", traceback.format_exc())
     return out
 
 
@@ -232,23 +232,22 @@ def write_refcat(cat: Path, dst: Path) -> None:
         log.warning("the reference catalog holds only %d sources; other groups may fail to align", len(table))
 
 
-def qa_plots(run: GroupRun, work: Path, paths: dict[str, Path]) -> dict:
-    """The preview and the alignment plot of a group; returns the alignment statistics."""
-    from young.stage3 import qa
-
+def alignment_figures(run: GroupRun, work: Path, paths: dict[str, Path]) -> dict:
+    """A group's alignment statistics (logged, and shown in the tool's summary); with ``--plot`` also its PNGs."""
     i2d = work / paths["i2d"].name
-    qa.preview_png(i2d, work / paths["qa_preview"].name, title=f"{run.group.product}")
     ref = None
     if run.role == "member":
         ref = Path(run.grid_file).with_name(Path(run.grid_file).name.replace("_grid.asdf", "_refcat.ecsv"))
     elif run.refcat.kind == "file":
         ref = Path(run.refcat.value)
-    crfs = sorted(work.glob("*_crf.fits"))
-    stats = qa.alignment_plot(
-        work / paths["cat"].name, ref, crfs, work / paths["qa_align"].name,
-        title=f"{run.group.product}: alignment ({run.role}"
-              + (f", reference {run.reference_name}" if run.reference_name else "") + ")")
-    log.info("alignment QA: %s", json.dumps(stats))
+    residuals = qa.alignment_residuals(work / paths["cat"].name, ref, sorted(work.glob("*_crf.fits")))
+    stats = residuals["stats"]
+    log.info("alignment: %s (%s)", qa.summary_line(stats), json.dumps(stats))
+    if run.qa:
+        qa.preview_png(i2d, work / paths["qa_preview"].name, title=f"{run.group.product}")
+        qa.alignment_plot(residuals, work / paths["qa_align"].name,
+                          title=f"{run.group.product}: alignment ({run.role}"
+                                + (f", reference {run.reference_name}" if run.reference_name else "") + ")")
     return stats
 
 

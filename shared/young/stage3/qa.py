@@ -98,14 +98,8 @@ def exposure_residuals(crfs: Sequence[str | Path], ra, dec, box: int = 7, max_so
     return out
 
 
-def alignment_plot(cat_path: str | Path, refcat_path: str | Path | None, crfs: Sequence[str | Path],
-                   dst: str | Path, title: str = "") -> dict:
-    """Plot a group's alignment residuals and return their statistics.
-
-    Left: residual vectors (mosaic catalog - absolute reference catalog) of
-    matched sources across the mosaic.  Middle: per-exposure residual vectors
-    (exposure - mosaic) of the mosaic's point sources.  Right: all residuals
-    in a scatter plot (mas).
+def alignment_residuals(cat_path: str | Path, refcat_path: str | Path | None, crfs: Sequence[str | Path]) -> dict:
+    """A group's alignment residuals and their statistics.
 
     Parameters
     ----------
@@ -115,20 +109,15 @@ def alignment_plot(cat_path: str | Path, refcat_path: str | Path | None, crfs: S
         The absolute reference (RA/DEC table) the group was aligned to.
     crfs : sequence of path
         The aligned exposures.
-    dst : path
-        PNG to write.
 
     Returns
     -------
     dict
-        ``abs_n``, ``abs_rms_mas``, ``abs_mean_mas`` (east, north) for the
+        ``stats``: ``abs_n``, ``abs_rms_mas``, ``abs_mean_mas`` (east, north) for the
         absolute match (when a reference is given), ``internal_n``,
-        ``internal_rms_mas`` for the exposures.
+        ``internal_rms_mas``, ``exposures`` for the exposures; and the arrays
+        the plot needs (``x``, ``y``, ``good``, ``sel``, ``abs_dx``, ``abs_dy``, ``res``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from astropy.table import Table
 
     from young.stage3.refcat import radec_table, read_table
@@ -136,9 +125,8 @@ def alignment_plot(cat_path: str | Path, refcat_path: str | Path | None, crfs: S
     cat = Table.read(cat_path)
     ra, dec, x, y, good = catalog_positions(cat)
     stats: dict = {}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), layout="constrained")
-    ax_abs, ax_int, ax_sc = axes
-    abs_dx = abs_dy = np.zeros(0)
+    out = {"stats": stats, "x": x, "y": y, "good": good, "sel": np.zeros(0, int), "abs_dx": np.zeros(0),
+           "abs_dy": np.zeros(0), "res": [], "has_ref": False}
     if refcat_path is not None and Path(refcat_path).exists():
         ref = radec_table(read_table(refcat_path))
         ok = np.isfinite(ra) & np.isfinite(dec)
@@ -147,29 +135,69 @@ def alignment_plot(cat_path: str | Path, refcat_path: str | Path | None, crfs: S
         abs_dx, abs_dy = offsets_mas(ra[sel], dec[sel], np.asarray(ref["RA"])[j], np.asarray(ref["DEC"])[j])
         mx, my, rms, n = robust_rms(abs_dx, abs_dy)
         stats.update(abs_n=n, abs_rms_mas=round(rms, 2), abs_mean_mas=[round(mx, 2), round(my, 2)])
+        out.update(sel=sel, abs_dx=abs_dx, abs_dy=abs_dy, has_ref=True)
+    res = exposure_residuals(crfs, ra[good], dec[good]) if len(crfs) else []
+    if res:
+        all_dx = np.concatenate([r[2] for r in res])
+        all_dy = np.concatenate([r[3] for r in res])
+        mx, my, rms, n = robust_rms(all_dx, all_dy)
+        stats.update(internal_n=n, internal_rms_mas=round(rms, 2), exposures=len(res))
+    out["res"] = res
+    return out
+
+
+def summary_line(stats: dict) -> str:
+    """One line of alignment figures: ``412 sources matched to the reference, rms 3.1 mas; ...``."""
+    parts = []
+    if "abs_n" in stats:
+        parts.append(f"{stats['abs_n']} sources matched to the reference, rms {stats['abs_rms_mas']:.1f} mas")
+    else:
+        parts.append("no absolute reference (aligned internally)")
+    if "internal_n" in stats:
+        parts.append(f"exposures vs mosaic rms {stats['internal_rms_mas']:.1f} mas "
+                     f"({stats['internal_n']} measures, {stats['exposures']} exposures)")
+    return "; ".join(parts)
+
+
+def alignment_plot(residuals: dict, dst: str | Path, title: str = "") -> dict:
+    """Plot a group's alignment residuals (:func:`alignment_residuals`); return their statistics.
+
+    Left: residual vectors (mosaic catalog - absolute reference catalog) of
+    matched sources across the mosaic.  Middle: per-exposure residual vectors
+    (exposure - mosaic) of the mosaic's point sources.  Right: all residuals
+    in a scatter plot (mas).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats, x, y, good, res = (residuals[k] for k in ("stats", "x", "y", "good", "res"))
+    sel, abs_dx, abs_dy = residuals["sel"], residuals["abs_dx"], residuals["abs_dy"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), layout="constrained")
+    ax_abs, ax_int, ax_sc = axes
+    if residuals["has_ref"]:
         scale_mas = _arrow_scale(abs_dx, abs_dy, x, y)
         q = ax_abs.quiver(x[sel], y[sel], abs_dx, abs_dy, angles="xy", scale_units="xy", scale=1 / scale_mas,
                           color="C3", width=0.003)
         _key(ax_abs, q, scale_mas, abs_dx, abs_dy)
-        ax_abs.set_title(f"mosaic - reference catalog: {n} matched, rms {rms:.1f} mas", fontsize=9, loc="left")
+        ax_abs.set_title(f"mosaic - reference catalog: {stats['abs_n']} matched, rms {stats['abs_rms_mas']:.1f} mas",
+                         fontsize=9, loc="left")
     else:
         ax_abs.text(0.5, 0.5, "no absolute reference catalog\n(aligned internally only)", ha="center",
                     va="center", transform=ax_abs.transAxes)
         ax_abs.set_title("mosaic - reference catalog", fontsize=9)
-    res = exposure_residuals(crfs, ra[good], dec[good]) if len(crfs) else []
     all_dx = np.concatenate([r[2] for r in res]) if res else np.zeros(0)
     all_dy = np.concatenate([r[3] for r in res]) if res else np.zeros(0)
     if res:
-        mx, my, rms, n = robust_rms(all_dx, all_dy)
-        stats.update(internal_n=n, internal_rms_mas=round(rms, 2), exposures=len(res))
         s_int = _arrow_scale(all_dx, all_dy, x, y)
         xg, yg = x[good], y[good]
         for k, (_name, idx, dx, dy) in enumerate(res):
             q = ax_int.quiver(xg[idx], yg[idx], dx, dy, angles="xy", scale_units="xy", scale=1 / s_int,
                               color=f"C{k % 10}", width=0.002)
         _key(ax_int, q, s_int, all_dx, all_dy)
-        ax_int.set_title(f"exposures - mosaic: {len(res)} exp., {n} measures, rms {rms:.1f} mas", fontsize=9,
-                         loc="left")
+        ax_int.set_title(f"exposures - mosaic: {len(res)} exp., {stats['internal_n']} measures, "
+                         f"rms {stats['internal_rms_mas']:.1f} mas", fontsize=9, loc="left")
     else:
         ax_int.text(0.5, 0.5, "no per-exposure residuals", ha="center", va="center", transform=ax_int.transAxes)
     for ax in (ax_abs, ax_int):

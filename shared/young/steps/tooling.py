@@ -122,6 +122,11 @@ def tagged_product(tag: str, src: Path, output_dir: Path | None, params: dict) -
     return naming.product_path(src, tag=tag, output_dir=output_dir)
 
 
+def fnoise_needs_crds(params: dict) -> bool:
+    """young-fnoise reads a CRDS reference (the FLAT) only when it measures through the flat."""
+    return bool(params.get("flat", True))
+
+
 def validate_rate_or_cal(src: Path, params: dict):
     """A NIRCam imaging rate or cal file; returns its primary header."""
     return models.validate_image(src, ("rate", "cal"))
@@ -142,6 +147,7 @@ FNOISE = ToolSpec(
     process="young.steps.fnoise_step:process", validate=validate_rate_or_cal, accept=models.not_tagged("1f"),
     build_params=fnoise_params, uses_crds=True, applied_keyword="YNG1F", tag="1f",
     algorithm="2",   # 2: compact mask, along-row term, column shrinkage (0.2.0)
+    needs_crds="young.steps.tooling:fnoise_needs_crds",
     config_sections="young.steps.specs:section_params",
 )
 WISP = ToolSpec(
