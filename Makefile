@@ -63,8 +63,8 @@ demo: install
 # The chain: make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP="fnoise wisp bkg"]
 #            [MPI=N] [MPIRUN=mpiexec] [LAYOUT=combined|program] [JOBS=N]
 # uncal -> rate -> 1f_rate -> 1f_cal -> 1f_wisp_cal -> 1f_wisp_bkg_cal -> OUTPUT/mosaics/<filter>/
-# Per-exposure products are kept (.SECONDARY; KEEP=final: only the last cal of each exposure, the
-# others are make's intermediate files, deleted once their successor exists), a failed recipe deletes its target
+# Per-exposure products are kept (.SECONDARY: a missing one is not remade while what follows it is up
+# to date; KEEP=final deletes them once stage 3 of their folder has finished), a failed recipe deletes its target
 # (.DELETE_ON_ERROR; the tools themselves never leave half-written files), `make -j N` runs
 # files in parallel, `make -n` is a true dry run, and each step has its own target.
 # ---------------------------------------------------------------------------------------------
@@ -121,15 +121,11 @@ PREFETCH := $(O)/.young-refs.list
 OFFLINE := YOUNG_CRDS_OFFLINE=1
 
 .PHONY: all check-input refs stage1 fnoise stage2 wisp bkg stage3
-ifeq ($(KEEP),final)
-# make's own intermediate files: deleted when the run that made them ends, and a missing one is not
-# remade while what follows it is up to date (resume works without them)
-.INTERMEDIATE: $(filter-out $(BCALS),$(sort $(RATES) $(FRATES) $(CALS) $(WCALS)))
-.SECONDARY: $(BCALS)
-else
+# every target is secondary: never deleted by make, and one that is missing is not remade while what
+# follows it is up to date -- so resume works after KEEP=final removed the intermediate products
 .SECONDARY:
-endif
 .DELETE_ON_ERROR:
+INTERMEDIATES := $(filter-out $(BCALS),$(sort $(RATES) $(FRATES) $(CALS) $(WCALS)))
 
 all: stage3
 
@@ -180,8 +176,16 @@ $(CALS) &: $(FRATES)
 	$(OFFLINE) $(MPIRUN) -n $(MPI) $(YOUNG_BIN)/young-stage2 -q $(CFG_OPT) $^ > /dev/null
 endif
 
-# a short-wave file's wisp mask comes from its long-wave partner: every cal file first
-$(filter-out $(CALS),$(WCALS)): | $(CALS)
+# a short-wave file's wisp mask comes from its long-wave partner's cal file: that one first
+# (nrca1-4 -> nrcalong, nrcb1-4 -> nrcblong; only the partner, so one new exposure remakes no other)
+lw_base = $(strip $(foreach m,a b,$(foreach k,1 2 3 4,$(if $(filter %_nrc$(m)$(k),$(1)),$(1:%_nrc$(m)$(k)=%_nrc$(m)long)))))
+define WISP_PARTNER
+$(if $(call lw_base,$(call base_of,$(1))),$(if $(filter $(dir $(1))$(call lw_base,$(call base_of,$(1)))_uncal.fits,$(UNCAL)),\
+$(call dir_of,$(1))/$(call base_of,$(1))$(T1F)$(TWISP)_cal.fits: | $(call dir_of,$(1))/$(call lw_base,$(call base_of,$(1)))$(T1F)_cal.fits))
+endef
+ifneq ($(TWISP),)
+$(foreach u,$(UNCAL),$(eval $(call WISP_PARTNER,$(u))))
+endif
 
 $(O)/%_wisp_cal.fits: $(O)/%_cal.fits
 	$(OFFLINE) $(YOUNG_BIN)/young-wisp -q $(CFG_OPT) $< > /dev/null
@@ -195,5 +199,6 @@ define STAGE3_RULE
 $(1)/mosaics/young-stage3.list: $(filter $(1)/%,$(BCALS))
 	@mkdir -p $$(@D)
 	$(OFFLINE) $(YOUNG_BIN)/young-stage3 -q $(CFG_OPT) --jobs $(JOBS) -o $$(@D) $$^ > $$@.tmp && mv $$@.tmp $$@
+	$(if $(filter final,$(KEEP)),rm -f $(filter $(1)/%,$(INTERMEDIATES)))
 endef
 $(foreach d,$(PROGDIRS),$(eval $(call STAGE3_RULE,$(d))))

@@ -32,8 +32,9 @@ ALLOWED = {
 STEP_HELPERS = {"models", "references", "plots", "specs", "base", "tooling", "integration"}
 #: third-party packages the algorithms may import
 ALGORITHM_PACKAGES = {"numpy", "scipy", "astropy", "photutils"}
-#: where jwst and stpipe may be imported (the contract only to list the pipelines' CRDS reference types)
-JWST_PLACES = {"steps", "stage3", "sim", "contract/crdsenv.py"}
+#: where jwst and stpipe may be imported (the contract only to list the pipelines' CRDS reference types and
+#: to check --set step parameters against the pipelines' specs, lazily)
+JWST_PLACES = {"steps", "stage3", "sim", "contract/crdsenv.py", "contract/pipelinecheck.py"}
 MAX_LINES = 820
 
 

@@ -167,7 +167,7 @@ def test_keep_final_deletes_intermediates_and_resume_still_works(visit, killed_t
     """KEEP=final: only the last cal of each exposure and the mosaics stay; the rerun has nothing to do.
 
     Was: every intermediate product kept (the issue's 61 MB of uncal became 932 MB). The rate files of the
-    full run are copied in (mtimes kept), so stage 1 is not redone; make deletes what it made itself.
+    full run are copied in (mtimes kept), so stage 1 is not redone; once stage 3 is done they go too.
     """
     out = tmp_path / "final"
     out.mkdir()
@@ -178,16 +178,16 @@ def test_keep_final_deletes_intermediates_and_resume_still_works(visit, killed_t
     make(*args, cwd=tmp_path)
     names = sorted(p.name for p in out.glob("*.fits"))
     assert len([n for n in names if n.endswith("_1f_wisp_bkg_cal.fits")]) == 6
-    assert not [n for n in names if n.endswith(("_1f_rate.fits", "_1f_cal.fits", "_1f_wisp_cal.fits"))], names
+    assert not [n for n in names if n.endswith(("_rate.fits", "_1f_cal.fits", "_1f_wisp_cal.fits"))], names
     listed = (out / "mosaics" / "young-stage3.list").read_text().split()
     assert len(listed) == 6 and all(Path(p).is_file() for p in listed)
     r = make(*args, "-n", cwd=tmp_path)
     assert [ln for ln in r.stdout.splitlines() if "/bin/young-" in ln] == [], r.stdout
 
-    # bytes on disk: a hard link (young-wisp's pass-through) counts once; the copied-in rates are left out
+    # bytes on disk: a hard link (young-wisp's pass-through) counts once
     unique = {q.stat().st_ino: q for q in killed_then_rerun["out"].rglob("*.fits")}
     full = sum(p.stat().st_size for p in unique.values())
-    final = sum(p.stat().st_size for p in out.rglob("*.fits") if not p.name.endswith("_rate.fits"))
+    final = sum(p.stat().st_size for p in out.rglob("*.fits"))
     print(f"disk, 6 tiny exposures: every product {full / 1e6:.0f} MB, KEEP=final {final / 1e6:.0f} MB "
           f"(uncal {sum(p.resolve().stat().st_size for p in visit['inp'].iterdir()) / 1e6:.0f} MB)")
     assert final < 0.5 * full

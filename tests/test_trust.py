@@ -203,7 +203,7 @@ def test_version_shows_the_context_in_force(tmp_path, tiny_set):
     r = run_tool("young-fnoise", "--version", env={**env, "CRDS_CONTEXT": "jwst_1400.pmap"})
     assert r.stdout.strip().endswith("CRDS context jwst_1400.pmap ($CRDS_CONTEXT))")
     r = run_tool("young-fnoise", "--version", env={**env, "CRDS_PATH": str(tiny_set.crds_path)})
-    assert r.stdout.strip().endswith("CRDS context jwst_9001.pmap (the cache's operational context))")
+    assert r.stdout.strip().endswith("CRDS context jwst_9001.pmap (the context the cache records))")
 
 
 def test_a_file_of_the_wrong_level_is_named(tmp_path, tiny_set, rate):

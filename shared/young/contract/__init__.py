@@ -3,7 +3,8 @@
 Lives here: errors and exit codes (``errors``), product names (``naming``),
 input lists from arguments, stdin and folders (``inputs``), atomic writes
 (``atomic``), provenance keywords (``provenance``), the YAML configuration
-(``config``), parameter specs read without jwst (``spec``), the CRDS
+(``config``), parameter specs read without jwst (``spec``), jwst step
+parameters checked against their pipeline (``pipelinecheck``), the CRDS
 environment and prefetch (``crdsenv``, ``refs``), FITS input checks
 (``fitscheck``), the serial / ``--jobs`` / MPI farm (``parallel``), the
 records it passes around (``records``: tool spec, options, tasks, outcomes),

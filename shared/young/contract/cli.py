@@ -50,7 +50,7 @@ def common_parameters(tool: str, file_inputs: bool = True) -> list[inspect.Param
             "--set", help="jwst step parameter, repeatable (stage tools only).", metavar="STEP.PARAM=VALUE")], None),
         _param("crds_context", Annotated[Optional[str], typer.Option(
             "--crds-context", help="Pin the CRDS context, e.g. jwst_1322.pmap (default: the config's crds_context, "
-                                   "$CRDS_CONTEXT, else the cache's operational context).", metavar="PMAP")], None),
+                                   "$CRDS_CONTEXT, else the context the cache records).", metavar="PMAP")], None),
         _param("jobs", Annotated[int, typer.Option(
             "--jobs", "-j", min=1, show_default=False, metavar="N",
             help="Local worker processes (default: 1; under mpiexec/srun: one file per rank).")], 1),
@@ -105,7 +105,7 @@ def context_in_force(argv: list[str]) -> tuple[str | None, str | None]:
     from young.contract import crdsenv
 
     found = crdsenv.cached_context(cache or crdsenv.default_cache())
-    return (found, "the cache's operational context") if found else (None, None)
+    return (found, "the context the cache records") if found else (None, None)
 
 
 COMMON_NAMES = ("inputs", "config", "output_dir", "force", "sets", "crds_context", "jobs", "verbose",

@@ -82,7 +82,7 @@ SECTION_KEYS = {
     "stage2": {"steps", "param_file", "resample", "output_dir"},
     "stage3": {"steps", "output_dir"},
     "fnoise": {"output_dir"},
-    "wisp": {"output_dir"},
+    "wisp": {"output_dir", "templates"},   # templates: 0.1's name of wisp_templates
     "bkg": {"output_dir"},
     "refs": set(),
     "sim": set(),

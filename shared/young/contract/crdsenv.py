@@ -89,13 +89,14 @@ def _server_config(cache: str | os.PathLike, cfgpath: str | None = None) -> dict
 
 
 #: symbolic context names and the server_config key that resolves them
-_SYMBOLIC = {"jwst-operational": "operational_context", "jwst-edit": "edit_context",
-             "jwst-latest": "latest_context"}
+_SYMBOLIC = {"jwst-operational": "latest_context", "jwst-latest": "latest_context", "latest": "latest_context",
+             "jwst-edit": "edit_context"}
 
 
 def cached_context(cache: str | os.PathLike) -> str | None:
-    """The operational context the cache last synced from the server (``jwst_NNNN.pmap``), or None."""
-    ctx = _server_config(cache).get("operational_context")
+    """The context crds uses from this cache when none is pinned (``jwst_NNNN.pmap``), or None."""
+    info = _server_config(cache)
+    ctx = info.get("latest_context") or info.get("operational_context")
     return str(ctx) if ctx else None
 
 
@@ -116,7 +117,13 @@ class Context:
     present : bool
         The context's mapping is in the cache (``mappings/jwst/``).
     serverless : bool
-        A serverless URL is configured: the cache is all there is.
+        A cache-only set-up: a serverless URL, or no URL with ``CRDS_PATH`` set
+        (crds then works from the cache alone).
+    certain : bool
+        :attr:`name` is the context crds will use: pinned as a ``.pmap`` name, or
+        resolved from a cache-only set-up's own record.  With a server and no
+        pin, crds asks the server (or uses jwst's build context): the name is
+        then only a guess, and the resume key compares references instead.
     """
 
     name: str | None
@@ -124,6 +131,7 @@ class Context:
     cache: str
     present: bool
     serverless: bool
+    certain: bool = False
 
     def problem(self) -> str | None:
         """One line naming the context and the cache when the run cannot have it, else None.
@@ -153,14 +161,18 @@ def resolve_context(env: Mapping[str, str]) -> Context:
     """
     cache = env.get("CRDS_PATH") or default_cache()
     given = env.get("CRDS_CONTEXT") or None
+    url = env.get("CRDS_SERVER_URL", "")
+    serverless = "serverless" in url or (not url and bool(env.get("CRDS_PATH")))
     name = given
     if given is None or given in _SYMBOLIC:
+        # as crds resolves it from the cache (heavy_client): the latest context, else the operational one
         info = _server_config(cache, env.get("CRDS_CFGPATH"))
-        name = info.get(_SYMBOLIC.get(given or "jwst-operational", "operational_context")) or None
+        key = _SYMBOLIC.get(given or "latest", "latest_context")
+        name = info.get(key) or info.get("operational_context") or None
     maps = Path(env.get("CRDS_MAPPATH") or Path(cache) / "mappings") / "jwst"
     present = bool(name) and (maps / str(name)).is_file()
-    return Context(str(name) if name else None, given, str(cache), present,
-                   "serverless" in env.get("CRDS_SERVER_URL", ""))
+    certain = bool(name) and (str(given or "").endswith(".pmap") or serverless)
+    return Context(str(name) if name else None, given, str(cache), present, serverless, certain)
 
 
 def compute_mode(env: MutableMapping[str, str]) -> MutableMapping[str, str]:
@@ -341,12 +353,15 @@ def _reference_keywords() -> dict[str, str]:
 _REF_KEYWORDS: dict[str, str] | None = None
 
 
-def changed_references(src: str | Path, product: str | Path, context: str | None = None) -> list[str]:
+def changed_references(src: str | Path, product: str | Path, context: str | None = None,
+                       reftypes: Iterable[str] | None = None) -> list[str]:
     """The reference types whose file CRDS selects now for ``src`` differs from the one ``product`` used.
 
     ``product`` is a jwst pipeline product (its primary header records its
-    references, ``R_DARK`` ...); ``src`` is the input it was made from.  Runs
-    where the run's CRDS environment is in force (a worker).
+    references, ``R_DARK`` ...); ``src`` is the input it was made from.  Only
+    ``reftypes`` are compared when given (a cal file also carries stage 1's
+    references, which redoing stage 2 would not change).  Runs where the
+    run's CRDS environment is in force (a worker).
 
     Returns
     -------
@@ -364,6 +379,9 @@ def changed_references(src: str | Path, product: str | Path, context: str | None
         value = header.get(key)
         if isinstance(value, str) and value.strip().upper() not in ("N/A", ""):
             used[reftype] = value.rsplit("/", 1)[-1]
+    if reftypes is not None:
+        keep = set(reftypes)
+        used = {k: v for k, v in used.items() if k in keep}
     if not used:
         return []
     try:

@@ -161,7 +161,8 @@ def calibration(spec: ToolSpec, context: str | None) -> dict:
     (whether the product records jwst's reference files, to be compared on resume).
     """
     return {"algorithm": spec.algorithm, "jwst": provenance.package_version("jwst"),
-            "crds_context": context if spec.uses_crds else None, "references": spec.runs_jwst_steps}
+            "crds_context": context if spec.uses_crds else None, "references": spec.runs_jwst_steps,
+            "reftypes": spec.reftypes}
 
 
 def stale_reason(task: Task, params: dict, calib: dict | None = None) -> str | None:
@@ -204,7 +205,8 @@ def stale_reason(task: Task, params: dict, calib: dict | None = None) -> str | N
     # a context's mappings never change under its name: with the same context and input, CRDS selects
     # the same references; they are compared only when this run's context is not known by name
     if calib.get("references") and not calib.get("crds_context"):
-        changed = crdsenv.changed_references(task.src, task.dst, None)
+        types = resolve(calib.get("reftypes"))
+        changed = crdsenv.changed_references(task.src, task.dst, None, types(params) if types else None)
         if changed:
             return f"CRDS selects other references now: {', '.join(changed)}"
     return None
@@ -294,8 +296,9 @@ def execute(payload) -> Outcome:
         if made.linked:   # the input's own file under the product's name: nothing may be written into it
             log.info("passed on unchanged, linked to the input (no copy)")
         else:
-            provenance.stamp(job.tmp, spec.name, params, made.keywords, crds_context=calib.get("crds_context"),
-                             algorithm=calib.get("algorithm"))
+            # a jwst product records the context jwst really used (CRDS_CTX): stamped from there
+            provenance.stamp(job.tmp, spec.name, params, made.keywords, algorithm=calib.get("algorithm"),
+                             crds_context=None if spec.runs_jwst_steps else calib.get("crds_context"))
         log.info("wrote %s", dst)
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -447,7 +450,7 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
     if ctx is not None and (needs is None or needs(params)):
         if tasks and ctx.problem():   # after the inputs: a usage error of theirs comes first
             raise UsageError(ctx.problem())
-        context = ctx.name
+        context = ctx.name if ctx.certain else None
     return Plan(tasks, outcomes, params, env, len(items), warnings_, calibration(spec, context))
 
 

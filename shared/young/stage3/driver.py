@@ -34,6 +34,7 @@ from typing import Sequence
 from young.contract import config as configmod
 from young.contract import crdsenv, inputs, parallel
 from young.contract.errors import EXIT_OK, InputError, UsageError, YoungError
+from young.contract.pipelinecheck import check_steps
 from young.contract.runner import (
     Common,
     Outcome,
@@ -97,11 +98,14 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
     crdsenv.configure(section, common.crds_context, env)
     context = crdsenv.resolve_context(env)
     env = {k: v for k, v in env.items() if os.environ.get(k) != v}
-    steps = step_parameters(section, {**cfg.step_parameters("stage3"), **configmod.parse_set(common.sets)})
+    user_steps = {**cfg.step_parameters("stage3"), **configmod.parse_set(common.sets)}
+    steps = step_parameters(section, user_steps)
     for key in steps:
         if key.split(".")[0] not in IMAGE3_STEPS:
             raise UsageError(f"--set/config: Image3Pipeline has no step '{key.split('.')[0]}' "
                              f"(steps: {', '.join(IMAGE3_STEPS)})")
+    if user_steps:   # parameter names and values against the steps' own specs (imports jwst)
+        check_steps("Image3Pipeline", user_steps)
     ext = parse_extract(extract, section)
     budget = parse_memory(max_memory if max_memory is not None else section.get("max_memory"))
     if budget is None:
@@ -157,7 +161,7 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
     if groups and context.problem():   # after the inputs and options: their usage errors come first
         raise UsageError(context.problem())
     # a mosaic's references are its members': the context decides them (no per-product comparison)
-    calib = {**calibration(STAGE3, context.name), "references": False}
+    calib = {**calibration(STAGE3, context.name if context.certain else None), "references": False}
     return Stage3Plan(groups, failed, steps, ext, qa, spec, out_dir, budget, max(1, jobs), env, reference,
                       warnings_, calib)
 

@@ -16,45 +16,11 @@ from typing import Any
 from young.contract import config as configmod
 from young.contract import fitscheck, naming
 from young.contract.errors import UsageError
+from young.contract.pipelinecheck import check_steps
 from young.contract.records import Job, ToolSpec
 
 #: seed config keys → jwst step parameters
 SEED_STEP_KEYS = {"ramp_fit_cores": "ramp_fit.maximum_cores", "jump_cores": "jump.maximum_cores"}
-
-
-def check_steps(pipeline_name: str, steps: dict[str, Any]) -> None:
-    """Check ``--set``/config step parameters against the pipeline's own specs, before any work.
-
-    Step names against the pipeline's steps, parameter names and values
-    against each step's stpipe spec (the checks stpipe would make on the
-    first file, made once up front so a typo stops the run instead of
-    failing every file).
-
-    Raises
-    ------
-    UsageError
-        Naming the step or parameter (with the closest known name) or the bad value.
-    """
-    from configobj import ConfigObj
-    from jwst import pipeline as jp
-    from stpipe import config_parser
-
-    from young.contract.spec import unknown_key_message
-
-    known = getattr(jp, pipeline_name).step_defs
-    for step, values in configmod.nest_steps(steps).items():
-        if step not in known:
-            raise UsageError(unknown_key_message(step, sorted(known), f"--set/config steps: {pipeline_name}")
-                             .replace("unknown key", "no step"))
-        spec = known[step].load_spec_file()
-        for name in values:
-            if name not in spec:
-                raise UsageError(unknown_key_message(name, sorted(spec), f"--set/config steps: {step}")
-                                 .replace("unknown key", "no parameter"))
-        try:
-            config_parser.validate(ConfigObj({k: v for k, v in values.items()}), spec)
-        except Exception as exc:  # noqa: BLE001 - stpipe's ValidationError; its text names the parameter
-            raise UsageError(f"--set/config steps: {step}: {' '.join(str(exc).split())}") from None
 
 
 def _params(pipeline_name: str, section: dict, cli: dict) -> dict:
@@ -193,7 +159,7 @@ def stage_app(spec: ToolSpec):
     if spec is STAGE2:
         own.append(option("resample", Annotated[Optional[bool], typer.Option(
             "--resample/--no-resample",
-            help="Also make the per-exposure i2d (default: off; config key skip_resample).")], None))
+            help="Also make the per-exposure i2d (default: off; config key stage2: resample).")], None))
 
     def main(common, param_file=None, prefetch=None, resample=None, rateints=None):
         common.prefetch = prefetch

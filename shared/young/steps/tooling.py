@@ -80,8 +80,9 @@ def wisp_params(section: dict, cli: dict) -> dict:
         A value the spec does not allow, bounds not increasing, a missing folder.
     """
     p = resolve(WISP_PARAMS, section, cli, section.get(SOURCE_KEY, "wisp config"), WISP_FLAGS)
-    p["wisp_templates"] = _folder(p["wisp_templates"] or section.get("wisp_directory"), "wisp template folder",
-                             "--wisp-templates / wisp_directory")
+    # 0.1 called the parameter ``templates``: its configs still work
+    p["wisp_templates"] = _folder(p["wisp_templates"] or section.get("templates") or section.get("wisp_directory"),
+                                  "wisp template folder", "--wisp-templates / wisp_directory")
     lo, hi = p["bounds"]
     if not hi > lo:
         raise UsageError(f"--bounds: expected LO < HI, got {lo}, {hi}")
@@ -184,7 +185,7 @@ _EXAMPLES = {
     "young-wisp": ["young-wisp --wisp-templates wisp_templates/ stage2/",
                    "young-stage2 stage1/ | young-wisp | young-bkg"],
     "young-bkg": ["young-bkg stage2/",
-                  "young-bkg --mode 2d --save-correction X_wisp_cal.fits"],
+                  "young-bkg --mode 2d --save-mask X_wisp_cal.fits"],
 }
 
 

@@ -11,7 +11,7 @@ at a time:
    hooks) unchanged with ``YNGWISP = 'SKIPPED'`` and ``YNGWISPN`` saying why.
 2. **Template.**  ``WISP_{DETECTOR}_{FILTER}_{PUPIL}.fits`` (STScI v3 naming)
    in the template folder (``--wisp-templates DIR``, else the config's
-   ``templates`` or the seed's ``wisp_directory``); the extension matching the
+   ``wisp: {wisp_templates: DIR}`` (0.1's ``templates`` accepted) or ``wisp_directory``); the extension matching the
    product (``CAL`` for cal files, ``RATE`` for rate files).  Rules:
 
    * no template folder configured, or a folder without any template of this
