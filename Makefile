@@ -18,7 +18,8 @@ help:
 	@echo "make install   create $(VENV) with the pinned dependencies (constraints.txt) and YOUNG"
 	@echo "make test      install, then the linter and the test suite"
 	@echo "make demo      install, simulate the demo field, run the whole chain, write demo-out/"
-	@echo "make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP='fnoise wisp bkg'] [MPI=N] [JOBS=N] [KEEP=final]"
+	@echo "make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP='fnoise wisp bkg'] [LAYOUT=combined|program|directory]"
+	@echo "         [NAME=name] [DIR_PREFIX=prefix] [START=uncal|rate|cal] [MPI=N] [JOBS=N] [KEEP=all|final]"
 
 install: $(STAMP)
 
@@ -61,110 +62,137 @@ demo: install
 
 # ---------------------------------------------------------------------------------------------
 # The chain: make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP="fnoise wisp bkg"]
-#            [MPI=N] [MPIRUN=mpiexec] [LAYOUT=combined|program] [JOBS=N]
-# uncal -> rate -> 1f_rate -> 1f_cal -> 1f_wisp_cal -> 1f_wisp_bkg_cal -> OUTPUT/mosaics/<filter>/
-# Per-exposure products are kept (.SECONDARY: a missing one is not remade while what follows it is up
-# to date; KEEP=final deletes them once stage 3 of their folder has finished), a failed recipe deletes its target
-# (.DELETE_ON_ERROR; the tools themselves never leave half-written files), `make -j N` runs
-# files in parallel, `make -n` is a true dry run, and each step has its own target.
+#            [LAYOUT=combined|program|directory] [NAME=name] [DIR_PREFIX=prefix] [START=uncal|rate|cal]
+#            [MPI=N] [MPIRUN=mpiexec] [JOBS=N] [KEEP=all|final]
+# INPUT is searched recursively (a MAST download as it comes); only NIRCam imaging enters the chain,
+# each exposure from the earliest of its _uncal, _rate, _cal files present (a _rate or _cal is linked
+# into the output tree under the chain's name and goes on from there):
+# uncal -> rate -> 1f_rate -> 1f_cal -> 1f_wisp_cal -> 1f_wisp_bkg_cal -> <tree>/mosaics/<filter>/
+# Which files, which output tree (LAYOUT) and every product name come from young.contract.makeplan,
+# read once per run, writing nothing. Per-exposure products are kept (.SECONDARY: a missing one is not
+# remade while what follows it is up to date; KEEP=final deletes them once stage 3 of their tree has
+# finished), a failed recipe deletes its target (.DELETE_ON_ERROR; the tools themselves never leave
+# half-written files), `make -j N` runs files in parallel, `make -n` is a true dry run, and each step
+# has its own target.
 # ---------------------------------------------------------------------------------------------
 INPUT ?=
-OUTPUT ?= young-out
+OUTPUT ?=
 CONFIG ?=
 SKIP ?=
+LAYOUT ?=
+NAME ?=
+DIR_PREFIX ?=
+START ?=
 MPI ?=
 MPIRUN ?= $(BIN)/mpiexec
-LAYOUT ?= combined
 # all: keep every intermediate product; final: only the last cal of each exposure and the mosaics
 KEEP ?= all
 # filters young-stage3 reduces at once after the reference one (its --jobs; memory-capped by the tool)
 JOBS ?= 1
 YOUNG_BIN ?= $(BIN)
+CHAIN_GOALS := all check-input refs stage1 fnoise stage2 wisp bkg stage3
 
 STEPS_KNOWN := fnoise wisp bkg
 CFG_OPT := $(if $(CONFIG),--config $(abspath $(CONFIG)),)
-# skip_steps from the config file join SKIP (seed names mapped, unknown names are an error)
-CFG_SKIP := $(if $(CONFIG),$(shell $(YOUNG_BIN)/python -m young.contract.config skip-steps $(CONFIG) || echo __bad_config__),)
-ALL_SKIP := $(sort $(SKIP) $(CFG_SKIP))
-ifneq ($(filter-out $(STEPS_KNOWN),$(ALL_SKIP)),)
-  $(error SKIP: unknown step(s) '$(filter-out $(STEPS_KNOWN),$(ALL_SKIP))' (known: $(STEPS_KNOWN)))
-endif
 # make splits words at spaces: a path with one cannot be a target or prerequisite
 $(foreach v,INPUT OUTPUT CONFIG,$(if $(word 2,$($(v))),$(error $(v) has a space in its path ('$($(v))'): \
   make cannot use it; link the folder to a path without spaces, or pipe the tools (see README))))
 ifeq ($(filter $(KEEP),all final),)
   $(error KEEP must be 'all' or 'final', not '$(KEEP)')
 endif
-ifeq ($(filter $(LAYOUT),combined program),)
-  $(error LAYOUT must be 'combined' or 'program', not '$(LAYOUT)')
+
+ifneq ($(filter $(CHAIN_GOALS),$(MAKECMDGOALS)),)
+# the plan needs the installed package: install first unless this is a dry run
+ifeq ($(wildcard $(YOUNG_BIN)/python),)
+  ifneq ($(findstring n,$(firstword -$(MAKEFLAGS))),)
+    $(error $(YOUNG_BIN)/python: YOUNG is not installed; run make install first)
+  endif
+  $(info make all: installing YOUNG into $(VENV) first)
+  $(if $(shell $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) install >&2 && echo ok),,$(error make install failed))
+endif
+# skip_steps from the config file join SKIP (seed names mapped, unknown names are an error)
+CFG_SKIP := $(if $(CONFIG),$(shell $(YOUNG_BIN)/python -m young.contract.config skip-steps $(CONFIG) || echo __bad_config__),)
+ALL_SKIP := $(sort $(SKIP) $(CFG_SKIP))
+ifneq ($(filter-out $(STEPS_KNOWN),$(ALL_SKIP)),)
+  $(error SKIP: unknown step(s) '$(filter-out $(STEPS_KNOWN),$(ALL_SKIP))' (known: $(STEPS_KNOWN)))
+endif
+define NL
+
+
+endef
+opt = $(if $(2),--$(1) $(2),)
+$(eval $(subst @@,$(NL),$(shell $(YOUNG_BIN)/python -m young.contract.makeplan $(call opt,input,$(INPUT)) \
+  $(call opt,output,$(OUTPUT)) $(call opt,layout,$(LAYOUT)) $(call opt,name,$(NAME)) \
+  $(call opt,dir-prefix,$(DIR_PREFIX)) $(call opt,start,$(START)) $(CFG_OPT) --skip '$(ALL_SKIP)')))
+ifneq ($(Y_ERROR),)
+  $(error $(Y_ERROR))
+endif
 endif
 
-UNCAL := $(sort $(wildcard $(INPUT)/*_uncal.fits))
-O := $(abspath $(OUTPUT))
-# product folder of an exposure: OUTPUT/ or OUTPUT/<program>/ (jwPPPPP...)
-dir_of = $(O)$(if $(filter program,$(LAYOUT)),/$(shell echo $(notdir $(1)) | cut -c1-7),)
-base_of = $(patsubst %_uncal.fits,%,$(notdir $(1)))
-
-T1F := $(if $(filter fnoise,$(ALL_SKIP)),,_1f)
-TWISP := $(if $(filter wisp,$(ALL_SKIP)),,_wisp)
-TBKG := $(if $(filter bkg,$(ALL_SKIP)),,_bkg)
-
-RATES := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))_rate.fits)
-FRATES := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))$(T1F)_rate.fits)
-CALS := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))$(T1F)_cal.fits)
-WCALS := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))$(T1F)$(TWISP)_cal.fits)
-BCALS := $(foreach u,$(UNCAL),$(call dir_of,$(u))/$(call base_of,$(u))$(T1F)$(TWISP)$(TBKG)_cal.fits)
-PROGDIRS := $(sort $(foreach u,$(UNCAL),$(call dir_of,$(u))))
-MOSAIC_LISTS := $(addsuffix /mosaics/young-stage3.list,$(PROGDIRS))
+O := $(Y_OUT)
 PREFETCH := $(O)/.young-refs.list
 # after the prefetch every tool computes with CRDS serverless and read-only (no N processes hitting a server)
 OFFLINE := YOUNG_CRDS_OFFLINE=1
+# a plan entry is 'a|b': its first and second path
+src_of = $(word 1,$(subst |, ,$(1)))
+dst_of = $(word 2,$(subst |, ,$(1)))
+# the tree (product folder) of a product path: its folder
+tree_of = $(patsubst %/,%,$(dir $(1)))
 
 .PHONY: all check-input refs stage1 fnoise stage2 wisp bkg stage3
 # every target is secondary: never deleted by make, and one that is missing is not remade while what
 # follows it is up to date -- so resume works after KEEP=final removed the intermediate products
 .SECONDARY:
 .DELETE_ON_ERROR:
-INTERMEDIATES := $(filter-out $(BCALS),$(sort $(RATES) $(FRATES) $(CALS) $(WCALS)))
+INTERMEDIATES := $(filter-out $(Y_BCALS),$(sort $(Y_RATES) $(Y_FRATES) $(Y_CALS) $(Y_WCALS)))
+MOSAIC_LISTS := $(addsuffix /mosaics/young-stage3.list,$(Y_DIRS))
 
 all: stage3
 
 check-input: | install
-	@test -n "$(INPUT)" || { echo "make all: give INPUT=dir (a folder of *_uncal.fits)" >&2; exit 2; }
-	@test -n "$(UNCAL)" || { echo "make all: $(INPUT): no *_uncal.fits files" >&2; exit 2; }
+	@echo "make all: $(words $(Y_SOURCES)) exposures ($(Y_COUNTS)) into $(words $(Y_DIRS)) tree(s) under $(O)" >&2
 
 refs: check-input $(PREFETCH)
-stage1: check-input $(RATES)
-fnoise: check-input $(FRATES)
-stage2: check-input $(CALS)
-wisp: check-input $(WCALS)
-bkg: check-input $(BCALS)
+stage1: check-input $(Y_RATES)
+fnoise: check-input $(Y_FRATES)
+stage2: check-input $(Y_CALS)
+wisp: check-input $(Y_WCALS)
+bkg: check-input $(Y_BCALS)
 stage3: check-input $(MOSAIC_LISTS)
 
 # CRDS references fetched once, before any parallel stage
-$(PREFETCH): $(UNCAL) | $(PROGDIRS)
+$(PREFETCH): $(Y_SOURCES) | $(Y_DIRS)
 	@mkdir -p $(@D)
-	$(YOUNG_BIN)/young-refs -q $(CFG_OPT) $(UNCAL) > $@.tmp && mv $@.tmp $@
+	$(YOUNG_BIN)/young-refs -q $(CFG_OPT) $(Y_SOURCES) > $@.tmp && mv $@.tmp $@
 
-$(PROGDIRS):
+$(Y_DIRS):
 	mkdir -p $@
 
-# stage 1: one rule per exposure (make -j), or one MPI launch per product folder (MPI=N)
+# an exposure that starts from a downloaded _rate or _cal: that file, hard-linked (copied across file
+# systems) into its tree under the chain's name; the input itself is never touched
+define LINK_RULE
+$(call dst_of,$(1)): $(call src_of,$(1)) | $(call tree_of,$(call dst_of,$(1)))
+	ln -f $$< $$@ 2>/dev/null || { cp -p $$< $$@.part && mv $$@.part $$@; }
+endef
+$(foreach e,$(Y_LINKS),$(eval $(call LINK_RULE,$(e))))
+
+# stage 1: one rule per exposure (make -j), or one MPI launch per tree (MPI=N)
 ifeq ($(MPI),)
 define STAGE1_RULE
-$(call dir_of,$(1))/$(call base_of,$(1))_rate.fits: $(1) | $(PREFETCH)
-	$(OFFLINE) $(YOUNG_BIN)/young-stage1 -q $(CFG_OPT) -o $(call dir_of,$(1)) $(1) > /dev/null
+$(call dst_of,$(1)): $(call src_of,$(1)) | $(PREFETCH)
+	$(OFFLINE) $(YOUNG_BIN)/young-stage1 -q $(CFG_OPT) -o $(call tree_of,$(call dst_of,$(1))) $$< > /dev/null
 endef
-$(foreach u,$(UNCAL),$(eval $(call STAGE1_RULE,$(u))))
+$(foreach e,$(Y_STAGE1),$(eval $(call STAGE1_RULE,$(e))))
 else
 define STAGE1_MPI_RULE
-$(filter $(1)/%,$(RATES)) &: $(foreach u,$(UNCAL),$(if $(filter $(1),$(call dir_of,$(u))),$(u))) | $(PREFETCH)
+$(foreach e,$(Y_STAGE1),$(if $(filter $(1),$(call tree_of,$(call dst_of,$(e)))),$(call dst_of,$(e)))) &: \
+  $(foreach e,$(Y_STAGE1),$(if $(filter $(1),$(call tree_of,$(call dst_of,$(e)))),$(call src_of,$(e)))) | $(PREFETCH)
 	$(OFFLINE) $(MPIRUN) -n $(MPI) $(YOUNG_BIN)/young-stage1 -q $(CFG_OPT) -o $(1) $$^ > /dev/null
 endef
-$(foreach d,$(PROGDIRS),$(eval $(call STAGE1_MPI_RULE,$(d))))
+$(foreach d,$(sort $(foreach e,$(Y_STAGE1),$(call tree_of,$(call dst_of,$(e))))),$(eval $(call STAGE1_MPI_RULE,$(d))))
 endif
 
-# corrections and stage 2 act on files in the product folders (pattern rules, shortest stem wins)
+# corrections and stage 2 act on files in the trees (pattern rules, shortest stem wins)
 $(O)/%_1f_rate.fits: $(O)/%_rate.fits
 	$(OFFLINE) $(YOUNG_BIN)/young-fnoise -q $(CFG_OPT) $< > /dev/null
 
@@ -172,20 +200,15 @@ ifeq ($(MPI),)
 $(O)/%_cal.fits: $(O)/%_rate.fits
 	$(OFFLINE) $(YOUNG_BIN)/young-stage2 -q $(CFG_OPT) $< > /dev/null
 else
-$(CALS) &: $(FRATES)
+ifneq ($(Y_S2OUT),)
+$(Y_S2OUT) &: $(Y_FRATES)
 	$(OFFLINE) $(MPIRUN) -n $(MPI) $(YOUNG_BIN)/young-stage2 -q $(CFG_OPT) $^ > /dev/null
+endif
 endif
 
 # a short-wave file's wisp mask comes from its long-wave partner's cal file: that one first
 # (nrca1-4 -> nrcalong, nrcb1-4 -> nrcblong; only the partner, so one new exposure remakes no other)
-lw_base = $(strip $(foreach m,a b,$(foreach k,1 2 3 4,$(if $(filter %_nrc$(m)$(k),$(1)),$(1:%_nrc$(m)$(k)=%_nrc$(m)long)))))
-define WISP_PARTNER
-$(if $(call lw_base,$(call base_of,$(1))),$(if $(filter $(dir $(1))$(call lw_base,$(call base_of,$(1)))_uncal.fits,$(UNCAL)),\
-$(call dir_of,$(1))/$(call base_of,$(1))$(T1F)$(TWISP)_cal.fits: | $(call dir_of,$(1))/$(call lw_base,$(call base_of,$(1)))$(T1F)_cal.fits))
-endef
-ifneq ($(TWISP),)
-$(foreach u,$(UNCAL),$(eval $(call WISP_PARTNER,$(u))))
-endif
+$(foreach e,$(Y_PARTNERS),$(eval $(call src_of,$(e)): | $(call dst_of,$(e))))
 
 $(O)/%_wisp_cal.fits: $(O)/%_cal.fits
 	$(OFFLINE) $(YOUNG_BIN)/young-wisp -q $(CFG_OPT) $< > /dev/null
@@ -193,12 +216,12 @@ $(O)/%_wisp_cal.fits: $(O)/%_cal.fits
 $(O)/%_bkg_cal.fits: $(O)/%_cal.fits
 	$(OFFLINE) $(YOUNG_BIN)/young-bkg -q $(CFG_OPT) $< > /dev/null
 
-# stage 3: all filters of a product folder at once (one grid, aligned to the longest wavelength);
+# stage 3: all filters of a tree at once (one grid, aligned to the longest wavelength);
 # the list of products it printed is the target
 define STAGE3_RULE
-$(1)/mosaics/young-stage3.list: $(filter $(1)/%,$(BCALS))
+$(1)/mosaics/young-stage3.list: $(filter $(1)/%,$(Y_BCALS))
 	@mkdir -p $$(@D)
 	$(OFFLINE) $(YOUNG_BIN)/young-stage3 -q $(CFG_OPT) --jobs $(JOBS) -o $$(@D) $$^ > $$@.tmp && mv $$@.tmp $$@
 	$(if $(filter final,$(KEEP)),rm -f $(filter $(1)/%,$(INTERMEDIATES)))
 endef
-$(foreach d,$(PROGDIRS),$(eval $(call STAGE3_RULE,$(d))))
+$(foreach d,$(Y_DIRS),$(eval $(call STAGE3_RULE,$(d))))

@@ -231,7 +231,7 @@ def test_missing_or_empty_input_folder(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     r = make("all", f"INPUT={empty}", cwd=tmp_path, check=False)
-    assert r.returncode != 0 and "no *_uncal.fits files" in r.stderr and str(empty) in r.stderr
+    assert r.returncode != 0 and "no NIRCam imaging" in r.stderr and str(empty) in r.stderr
 
 
 def test_one_line_pipe_of_all_tools_over_a_tree(visit, killed_then_rerun):

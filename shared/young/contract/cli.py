@@ -44,6 +44,9 @@ def common_parameters(tool: str, file_inputs: bool = True) -> list[inspect.Param
             "--config", "-c", help="YAML configuration (default: $YOUNG_CONFIG).", metavar="FILE")], None),
         _param("output_dir", Annotated[Optional[str], typer.Option(
             "--output-dir", "-o", help="Write products here instead of beside the inputs.", metavar="DIR")], None),
+        *([_param("no_recursive", Annotated[bool, typer.Option(
+            "--no-recursive", help="Search a folder given as input without its sub-folders (default: with them, "
+                                   "hidden ones excepted).")], False)] if file_inputs else []),
         _param("force", Annotated[bool, typer.Option(
             "--force", "-f", help="Redo products that are up to date (always from the original input).")], False),
         _param("sets", Annotated[Optional[list[str]], typer.Option(
@@ -108,7 +111,7 @@ def context_in_force(argv: list[str]) -> tuple[str | None, str | None]:
     return (found, "the context the cache records") if found else (None, None)
 
 
-COMMON_NAMES = ("inputs", "config", "output_dir", "force", "sets", "crds_context", "jobs", "verbose",
+COMMON_NAMES = ("inputs", "config", "output_dir", "no_recursive", "force", "sets", "crds_context", "jobs", "verbose",
                 "quiet", "debug", "version")
 
 
@@ -143,6 +146,7 @@ def tool_app(tool: str, help: str, main: Callable[..., int], own: list[inspect.P
             sets=list(common_kw.get("sets") or []), crds_context=common_kw.get("crds_context"),
             jobs=common_kw.get("jobs", 1), verbose=common_kw.get("verbose", 0),
             quiet=common_kw.get("quiet", False), debug=common_kw.get("debug", False),
+            recursive=not common_kw.get("no_recursive", False),
         )
         try:
             status = main(common, **kw)
@@ -161,8 +165,9 @@ def tool_app(tool: str, help: str, main: Callable[..., int], own: list[inspect.P
     command.__signature__ = inspect.Signature(common_parameters(tool, file_inputs) + own)
     text = help
     if file_inputs:
-        text += ("\n\nFILE|DIR: input files, or folders searched for them (a MAST download tree too); "
-                 "none: paths are read from stdin, one per line.")
+        text += ("\n\nFILE|DIR: input files, or folders searched for them with their sub-folders (a MAST "
+                 "download tree as it comes; only NIRCam imaging, EXP_TYPE NRC_IMAGE, is taken from a folder, the "
+                 "rest listed as skipped); none: paths are read from stdin, one per line.")
     if examples:
         text += "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)
     command.__doc__ = text

@@ -32,7 +32,7 @@ SECTIONS = ("stage1", "stage2", "fnoise", "wisp", "bkg", "stage3", "refs", "sim"
 
 #: keys whose values are paths (resolved against the config file's folder)
 PATH_KEYS = {
-    "crds_path", "wisp_directory", "output_directory", "input_directory", "refcat",
+    "crds_path", "wisp_directory", "output_directory", "input_directory", "data_directory", "refcat",
     "truth_directory", "templates", "wisp_templates", "output_dir", "param_file", "user_mask", "lw_dirs",
 }
 
@@ -43,9 +43,17 @@ KNOWN_KEYS = {
     "crds_context": "CRDS context to pin, e.g. jwst_1322.pmap (CRDS_CONTEXT)",
     "crds_server_url": "CRDS server (CRDS_SERVER_URL); a URL with 'serverless' means offline",
     # layout
-    "input_directory": "folder of *_uncal.fits (make all INPUT=)",
+    "input_directory": "folder searched recursively for exposures (make all INPUT=)",
+    "data_directory": "(seed) same as input_directory",
+    "dir_prefix": "(seed) only top-level input folders starting with this are searched (make all DIR_PREFIX=)",
     "output_directory": "where products go (make all OUTPUT=)",
-    "program_subdirs": "seed behaviour: one output tree per program (true) or combined (false)",
+    "layout": "output trees: combined, program or directory (make all LAYOUT=)",
+    "name": "folder of the combined tree under the output folder (make all NAME=)",
+    "start": "begin every exposure at this product level or later: uncal, rate or cal (make all START=)",
+    "combine_observations": "(seed) true: layout combined; false: layout program",
+    "custom_name": "(seed) same as name",
+    "group_by_directory": "(seed) true: layout directory (one tree per top-level input folder)",
+    "program_subdirs": "true: layout program (one output tree per PROGRAM)",
     "skip_steps": "corrections left out of the chain: fnoise, wisp, bkg",
     "jobs": "local processes per tool",
     "max_memory": "memory budget, e.g. 16G",

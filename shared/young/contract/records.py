@@ -117,6 +117,7 @@ class Common:
     quiet: bool = False
     debug: bool = False
     prefetch: bool | None = None
+    recursive: bool = True
 
 
 @dataclass

@@ -39,7 +39,7 @@ def main(common: Common, stdin=None) -> int:
 
 def _fetch(common: Common, stdin, t0: float) -> int:
     items = inputs.collect(common.inputs, ("uncal", "rate", "cal"), stdin=stdin,
-                           warn=lambda w: print(f"{TOOL}: warning: {w}", file=sys.stderr))
+                           warn=lambda w: print(f"{TOOL}: warning: {w}", file=sys.stderr), recursive=common.recursive)
     failed = 0
     good = []
     for item in items:

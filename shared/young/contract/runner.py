@@ -392,7 +392,7 @@ def plan(spec: ToolSpec, common: Common, cli: dict, stdin=None) -> Plan:
         except OSError as exc:
             raise UsageError(f"cannot create output folder: {exc.strerror}", out_dir) from None
     items = inputs.collect(common.inputs, spec.consumes, accept=spec.accept, stdin=stdin,
-                           warn=warnings_.append)
+                           warn=warnings_.append, recursive=common.recursive)
     tasks: list[Task] = []
     outcomes: list[Outcome] = []
     dsts: dict[Path, str] = {}

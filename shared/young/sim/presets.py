@@ -20,6 +20,28 @@ from young.sim import instrument as inst
 
 
 @dataclass(frozen=True)
+class Program:
+    """One program of a multi-program set (:attr:`Preset.programs`).
+
+    Attributes
+    ----------
+    number : int
+        PROGRAM (file names ``jw<number:05d>...``).
+    sw_detectors : tuple of str
+        Its short-wave detectors (their module's long-wave one is exposed with them).
+    pointing_aperture : str
+        SIAF aperture put on the target.
+    pa_offset : float
+        Roll (deg) added to the preset's ``pa_v3``.
+    """
+
+    number: int
+    sw_detectors: tuple[str, ...]
+    pointing_aperture: str
+    pa_offset: float = 0.0
+
+
+@dataclass(frozen=True)
 class Preset:
     """Everything that defines a simulated set (apart from the seed).
 
@@ -71,6 +93,13 @@ class Preset:
         Multiplies the nominal sky level of every filter.
     blob : bool
         Add one large extended source (ICL-like) at the field centre.
+    programs : tuple of Program
+        When given, the set is several programs observing the same target, each with its own
+        detectors, pointing aperture and roll (``sw_detectors`` and ``pointing_aperture`` are then
+        those of the first); file names and ``PROGRAM`` headers carry each program's number.
+    tree : str
+        How ``raw/`` is laid out: ``flat`` (every file in it) or ``mast`` (a MAST download:
+        :mod:`young.sim.mast`).
     """
 
     name: str
@@ -102,6 +131,8 @@ class Preset:
     cosmic_rays: bool = True
     background_scale: float = 1.0
     blob: bool = False
+    programs: tuple["Program", ...] = ()
+    tree: str = "flat"
 
     @property
     def filters(self) -> tuple[str, ...]:
@@ -136,6 +167,21 @@ PRESETS: dict[str, Preset] = {
         readpatt="RAPID", ngroups=6, nints=1, pointing_aperture="NRCB4_FULL",
         star_density=0.05, galaxy_density=0.02, n_saturated=6, star_mag_range=(17.0, 25.0), min_separation=1.0,
         galaxy_mag_range=(20.0, 26.5), one_over_f_dn=2.0, one_over_f_common=0.5),
+    # A MAST download: two programs on one target (9001 on module A: NRCA3 + NRCALONG; 9002 on module
+    # B: NRCB4 + NRCBLONG, rolled 25 deg), F150W/F444W, 2 dithers each (8 SUB640 imaging files), nested
+    # one folder per exposure, with non-imaging NIRCam exposures, a MIRI parallel and one exposure
+    # downloaded twice (young.sim.mast).
+    "mast": Preset(
+        name="mast", subarray="SUB640", sw_detectors=("NRCA3",),
+        filter_pairs=(("F150W", "F444W"),),
+        dithers=((0.0, 0.0), (1.43, 0.52)),
+        readpatt="RAPID", ngroups=5, nints=1, pointing_aperture="NRCA3_SUB640",
+        pa_v3=0.0, star_density=0.095, galaxy_density=0.008, n_saturated=2,
+        star_mag_range=(16.5, 20.3), galaxy_mag_range=(19.5, 24.0),
+        saturated_mag_range=(13.0, 14.0), min_separation=2.0,
+        one_over_f_dn=1.5, amp_offset_dn=3.0,
+        programs=(Program(9001, ("NRCA3",), "NRCA3_SUB640"), Program(9002, ("NRCB4",), "NRCB4_SUB640", 25.0)),
+        tree="mast"),
     # Both modules, 4 filters, 4 dithers (80 files).
     "full": Preset(
         name="full", subarray="FULL",
@@ -212,6 +258,15 @@ def _validate(p: Preset) -> None:
         raise UsageError(f"one_over_f_alpha must lie in (0, 2], got {p.one_over_f_alpha}")
     from young.sim.artifacts import WISP_SHAPE_FAMILIES
 
+    if p.tree not in ("flat", "mast"):
+        raise UsageError(f"tree must be 'flat' or 'mast', not {p.tree!r}")
+    for prog in p.programs:
+        try:
+            for d in prog.sw_detectors:
+                inst.subarray(d, p.subarray)
+            inst.siaf_aperture(prog.pointing_aperture)
+        except ValueError as exc:
+            raise UsageError(f"program {prog.number}: {exc}") from None
     if p.wisp_shape not in WISP_SHAPE_FAMILIES:
         raise UsageError(f"wisp_shape must be one of {', '.join(WISP_SHAPE_FAMILIES)}, not {p.wisp_shape!r}")
 
@@ -229,7 +284,20 @@ class Plan:
 
 
 def plan_exposures(p: Preset, seed: int) -> Plan:
-    """Every detector file of the set, in file-name order (exposure by exposure)."""
+    """Every detector file of the set, in file-name order (exposure by exposure).
+
+    A multi-program preset is planned program by program (one after the other in time), each with
+    its own detectors, pointing aperture and roll, and ``program`` set on its specs.
+    """
+    if p.programs:
+        specs: list[exposures.ExposureSpec] = []
+        for n, prog in enumerate(p.programs):
+            sub = dataclasses.replace(p, programs=(), sw_detectors=prog.sw_detectors,
+                                      pointing_aperture=prog.pointing_aperture, pa_v3=p.pa_v3 + prog.pa_offset)
+            part = plan_exposures(sub, seed + 7919 * n).specs
+            shift = (_dt.timedelta(days=30 * n))
+            specs += [dataclasses.replace(s, program=prog.number, start=s.start + shift) for s in part]
+        return Plan(p, seed, specs)
     pat = inst.read_pattern(p.readpatt)
     aperture = inst.siaf_aperture(p.pointing_aperture)
     specs = []

@@ -40,7 +40,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from young.contract.errors import UsageError
-from young.sim import crds_cache, exposures
+from young.sim import crds_cache, exposures, mast
 from young.sim import instrument as inst
 from young.sim.presets import (
     CATALOG_MARGIN_ARCSEC,
@@ -592,13 +592,20 @@ def simulate(out_dir: str | os.PathLike, preset_name: str = "tiny", seed: int = 
     for n, spec in enumerate(specs, start=1):
         t1 = time.monotonic()
         ramp, record, (truth_1f, tdq, src_rate), srcs = simulate_file(ctx, spec)
-        path = exposures.write_uncal(spec, ramp, raw / spec.filename,
-                                     extra_history=[f"young.sim preset {p.name} seed {seed}"])
+        dest = raw / spec.filename
+        if p.tree == "mast":
+            dest = raw / mast.relative_path(spec, [pr.number for pr in p.programs] or [spec.program])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        path = exposures.write_uncal(spec, ramp, dest, extra_history=[f"young.sim preset {p.name} seed {seed}"])
         _write_oneoverf(truth / record["oneoverf_truth"], spec, truth_1f, tdq, record, src_rate)
         srcs.write(truth / "sources" / f"{spec.basename}_sources.ecsv", format="ascii.ecsv", overwrite=True)
         records.append(record)
         paths.append(path)
         _say(progress, f"[{n}/{len(specs)}] {spec.filename} ({time.monotonic() - t1:.1f} s)")
+
+    if p.tree == "mast" and only is None:
+        extras = mast.write_extras(raw, [pr.number for pr in p.programs] or [exposures.PROGRAM], paths)
+        _say(progress, f"MAST tree: {len(extras)} more files (not NIRCam imaging, a second download)")
 
     wdir = out / "wisp_templates"
     wdir.mkdir(exist_ok=True)

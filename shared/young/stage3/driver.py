@@ -49,9 +49,10 @@ from young.contract.runner import (
     worker_init,
 )
 from young.stage3.exposures import Exposure, Group, group_exposures, read_exposure, reference_order
+from young.stage3.grid import covering_parameters
 from young.stage3.group import STAGE3, TOOL, GroupRun, parameters, reference_info, task
 from young.stage3.memory import available_memory, group_estimates, mosaic_pixels, parse_memory, plan_memory
-from young.stage3.params import IMAGE3_STEPS, parse_extract, step_parameters, truthy
+from young.stage3.params import GRID_PARAMETERS, IMAGE3_STEPS, parse_extract, step_parameters, truthy
 from young.stage3.refcat import RefcatSpec, resolve_refcat
 
 
@@ -111,7 +112,7 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
     if budget is None:
         budget = int(available_memory() * 0.8)
     jobs = common.jobs if common.jobs > 1 else int(section.get("jobs") or 1)
-    items = inputs.collect(common.inputs, ("cal",), stdin=stdin, warn=warnings_.append)
+    items = inputs.collect(common.inputs, ("cal",), stdin=stdin, warn=warnings_.append, recursive=common.recursive)
     refcat_value = refcat if refcat is not None else section.get("refcat")
     spec = resolve_refcat(refcat_value, min_sources=int(steps.get("tweakreg.abs_minobj", 15)))
     failed: list[tuple[str, str]] = []
@@ -158,6 +159,17 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
             steps["resample.pixel_scale"] = round(min(scales), 6)
     if reference and groups:
         reference_order(groups, reference, True)  # validates the name
+    user_grid = any(k.split(".", 1)[1] in GRID_PARAMETERS[2:] for k in steps if k.startswith("resample."))
+    scale = steps.get("resample.pixel_scale")
+    if groups and not user_grid and scale:
+        # every filter on the one grid: widened beyond the reference's own footprint where needed
+        first = reference_order(groups, reference, True)[0]
+        cover = covering_parameters([e.footprint for e in exposures], first.footprint, float(scale))
+        if cover is not None:
+            steps.update({f"resample.{k}": v for k, v in cover.items()})
+            warnings_.append(f"some exposures lie outside the {first.name} footprint: all filters go on a "
+                             f"north-up grid of {cover['output_shape'][0]} x {cover['output_shape'][1]} pixels "
+                             "covering every input")
     if groups and context.problem():   # after the inputs and options: their usage errors come first
         raise UsageError(context.problem())
     # a mosaic's references are its members': the context decides them (no per-product comparison)

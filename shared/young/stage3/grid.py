@@ -179,3 +179,73 @@ def _grid_close(a: Grid, b: Grid) -> bool:
             and all(abs(x - y) < 1e-6 for x, y in zip(a.crpix, b.crpix))
             and abs(a.crval[0] - b.crval[0]) < 1e-10 and abs(a.crval[1] - b.crval[1]) < 1e-10
             and abs(a.rotation - b.rotation) < 1e-8 and abs(a.pixel_scale - b.pixel_scale) < 1e-10)
+
+
+def covering_parameters(footprints: list[list[tuple[float, float]]], reference: list[tuple[float, float]],
+                        pixel_scale: float, tol_arcsec: float = 2.0, pad_pix: int = 8) -> dict[str, Any] | None:
+    """Resample grid parameters covering every footprint, when the reference's own grid would not.
+
+    The reference group's mosaic fixes the grid every filter shares.  Where some exposure lies outside
+    the reference footprint (short-wave subarrays beside the long-wave one, programs that overlap only
+    in part), the reference is drizzled onto a north-up grid holding all of them instead, so no filter
+    loses the part of its field the reference filter did not see.
+
+    Parameters
+    ----------
+    footprints : list of vertex lists
+        (RA, Dec) polygons (deg) of every exposure of every filter.
+    reference : list of (float, float)
+        Vertices (deg) of the reference group's exposures.
+    pixel_scale : float
+        Output pixel scale (arcsec).
+    tol_arcsec : float
+        How far (arcsec) a vertex may lie beyond the reference's bounding box before the grid is widened.
+    pad_pix : int
+        Margin (output pixels) on every side.
+
+    Returns
+    -------
+    dict or None
+        ``crval``, ``crpix``, ``rotation`` (0: north up) and ``output_shape`` (nx, ny) for resample, or
+        None when the reference's own grid covers every footprint (or a footprint is unknown).
+    """
+    allv = [v for fp in footprints for v in fp]
+    if not reference or not allv or any(len(fp) < 3 for fp in footprints) or not pixel_scale:
+        return None
+    ra0 = math.degrees(math.atan2(sum(math.sin(math.radians(r)) for r, _ in allv),
+                                  sum(math.cos(math.radians(r)) for r, _ in allv)))
+    dec0 = sum(d for _, d in allv) / len(allv)
+
+    def plane(vs):
+        # gnomonic projection about (ra0, dec0), arcsec; xi east, eta north
+        out = []
+        for r, d in vs:
+            a, dd, a0, d0 = map(math.radians, (r, d, ra0, dec0))
+            c = math.sin(d0) * math.sin(dd) + math.cos(d0) * math.cos(dd) * math.cos(a - a0)
+            xi = math.cos(dd) * math.sin(a - a0) / c
+            eta = (math.cos(d0) * math.sin(dd) - math.sin(d0) * math.cos(dd) * math.cos(a - a0)) / c
+            out.append((math.degrees(xi) * 3600, math.degrees(eta) * 3600))
+        return out
+
+    pa, pr = plane(allv), plane(reference)
+    box = (min(x for x, _ in pr), max(x for x, _ in pr), min(y for _, y in pr), max(y for _, y in pr))
+    if all(box[0] - tol_arcsec <= x <= box[1] + tol_arcsec and box[2] - tol_arcsec <= y <= box[3] + tol_arcsec
+           for x, y in pa):
+        return None
+    x0, x1 = min(x for x, _ in pa), max(x for x, _ in pa)
+    y0, y1 = min(y for _, y in pa), max(y for _, y in pa)
+    nx = int(math.ceil((x1 - x0) / pixel_scale)) + 2 * pad_pix
+    ny = int(math.ceil((y1 - y0) / pixel_scale)) + 2 * pad_pix
+    xc, yc = math.radians((x0 + x1) / 2 / 3600), math.radians((y0 + y1) / 2 / 3600)
+    # inverse gnomonic of the box centre
+    a0, d0 = math.radians(ra0), math.radians(dec0)
+    rho = math.hypot(xc, yc)
+    if rho == 0:
+        ra_c, dec_c = ra0, dec0
+    else:
+        cc = math.atan(rho)
+        dec_c = math.degrees(math.asin(math.cos(cc) * math.sin(d0) + yc * math.sin(cc) * math.cos(d0) / rho))
+        ra_c = math.degrees(a0 + math.atan2(xc * math.sin(cc),
+                                            rho * math.cos(d0) * math.cos(cc) - yc * math.sin(d0) * math.sin(cc)))
+    return {"crval": [ra_c % 360.0, dec_c], "crpix": [(nx - 1) / 2.0, (ny - 1) / 2.0], "rotation": 0.0,
+            "output_shape": [nx, ny]}

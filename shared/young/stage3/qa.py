@@ -149,7 +149,10 @@ def alignment_residuals(cat_path: str | Path, refcat_path: str | Path | None, cr
 def summary_line(stats: dict) -> str:
     """One line of alignment figures: ``412 sources matched to the reference, rms 3.1 mas; ...``."""
     parts = []
-    if "abs_n" in stats:
+    if stats.get("abs_n") == 0:
+        parts.append("no source in common with the reference (its field does not overlap this filter's); "
+                     "aligned internally only")
+    elif "abs_n" in stats:
         parts.append(f"{stats['abs_n']} sources matched to the reference, rms {stats['abs_rms_mas']:.1f} mas")
     else:
         parts.append("no absolute reference (aligned internally)")
