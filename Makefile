@@ -171,7 +171,7 @@ $(Y_DIRS):
 # an exposure that starts from a downloaded _rate or _cal: that file, hard-linked (copied across file
 # systems) into its tree under the chain's name; the input itself is never touched
 define LINK_RULE
-$(call dst_of,$(1)): $(call src_of,$(1)) | $(call tree_of,$(call dst_of,$(1)))
+$(call dst_of,$(1)): $(call src_of,$(1)) | $(call tree_of,$(call dst_of,$(1))) $(PREFETCH)
 	ln -f $$< $$@ 2>/dev/null || { cp -p $$< $$@.part && mv $$@.part $$@; }
 endef
 $(foreach e,$(Y_LINKS),$(eval $(call LINK_RULE,$(e))))

@@ -1,7 +1,9 @@
 """The tool contract: what every YOUNG tool promises, written once.
 
 Lives here: errors and exit codes (``errors``), product names (``naming``),
-input lists from arguments, stdin and folders (``inputs``), atomic writes
+input lists from arguments, stdin and folders (``inputs``), input trees
+as MAST delivers them and the Makefile's plan of them (``tree``,
+``makeplan``), atomic writes
 (``atomic``), provenance keywords (``provenance``), the YAML configuration
 (``config``), parameter specs read without jwst (``spec``), jwst step
 parameters checked against their pipeline (``pipelinecheck``), the CRDS

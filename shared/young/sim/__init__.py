@@ -11,6 +11,7 @@ Modules:
 ``ramps``       up-the-ramp sampling (pure numpy)
 ``presets``     presets of simulated sets and the plan of their exposures
 ``stage1_model`` what jwst's stage 1 makes of the injected 1/f (the truth the tests use)
+``mast``        a set laid out as a MAST download (non-imaging files, a duplicate)
 ``simulate``    the orchestration of a whole set
 ``metrics``     figures against the truth (stripe residual, statistical floors)
 ``report``      the demo's QA report
