@@ -19,7 +19,7 @@ help:
 	@echo "make test      install, then the linter and the test suite"
 	@echo "make demo      install, simulate the demo field, run the whole chain, write demo-out/"
 	@echo "make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP='fnoise wisp bkg'] [LAYOUT=combined|program|directory]"
-	@echo "         [NAME=name] [DIR_PREFIX=prefix] [START=uncal|rate|cal] [MPI=N] [JOBS=N] [KEEP=all|final]"
+	@echo "         [NAME=name] [DIR_PREFIX=prefix] [START=uncal|rate|cal] [MPI=N] [JOBS=N] [BATCH=1|0] [KEEP=all|final]"
 
 install: $(STAMP)
 
@@ -63,17 +63,20 @@ demo: install
 # ---------------------------------------------------------------------------------------------
 # The chain: make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP="fnoise wisp bkg"]
 #            [LAYOUT=combined|program|directory] [NAME=name] [DIR_PREFIX=prefix] [START=uncal|rate|cal]
-#            [MPI=N] [MPIRUN=mpiexec] [JOBS=N] [KEEP=all|final]
+#            [MPI=N] [MPIRUN=mpiexec] [JOBS=N] [BATCH=1|0] [KEEP=all|final]
 # INPUT is searched recursively (a MAST download as it comes); only NIRCam imaging enters the chain,
 # each exposure from the earliest of its _uncal, _rate, _cal files present (a _rate or _cal is linked
 # into the output tree under the chain's name and goes on from there):
 # uncal -> rate -> 1f_rate -> 1f_cal -> 1f_wisp_cal -> 1f_wisp_bkg_cal -> <tree>/mosaics/<filter>/
 # Which files, which output tree (LAYOUT) and every product name come from young.contract.makeplan,
-# read once per run, writing nothing. Per-exposure products are kept (.SECONDARY: a missing one is not
-# remade while what follows it is up to date; KEEP=final deletes them once stage 3 of their tree has
-# finished), a failed recipe deletes its target (.DELETE_ON_ERROR; the tools themselves never leave
-# half-written files), `make -j N` runs files in parallel, `make -n` is a true dry run, and each step
-# has its own target.
+# read once per run, writing nothing. Each step runs as one process per tree on all its files
+# (BATCH=1, parallel inside with JOBS or MPI ranks; the tool redoes only what is missing or out of
+# date), or one process per file (BATCH=0, make -j for parallelism). Per-exposure products are kept
+# (.SECONDARY: a missing one is not remade while what follows it is up to date; KEEP=final deletes
+# them once stage 3 of their tree has finished). Every recipe writes atomically (the tools through
+# hidden temporaries, the others via .tmp/.part and mv), so a failed or killed one leaves no target
+# and no .DELETE_ON_ERROR is needed: a batch that failed on one file keeps the others' products.
+# `make -n` is a true dry run, and each step has its own target.
 # ---------------------------------------------------------------------------------------------
 INPUT ?=
 OUTPUT ?=
@@ -85,9 +88,11 @@ DIR_PREFIX ?=
 START ?=
 MPI ?=
 MPIRUN ?= $(BIN)/mpiexec
+# 1: one process per step and tree (files in parallel inside it, --jobs JOBS); 0: one per file and step
+BATCH ?= 1
 # all: keep every intermediate product; final: only the last cal of each exposure and the mosaics
 KEEP ?= all
-# filters young-stage3 reduces at once after the reference one (its --jobs; memory-capped by the tool)
+# worker processes inside each tool (--jobs; stage 3: filters at once after the reference, memory-capped)
 JOBS ?= 1
 YOUNG_BIN ?= $(BIN)
 CHAIN_GOALS := all check-input refs stage1 fnoise stage2 wisp bkg stage3
@@ -97,6 +102,9 @@ CFG_OPT := $(if $(CONFIG),--config $(abspath $(CONFIG)),)
 # make splits words at spaces: a path with one cannot be a target or prerequisite
 $(foreach v,INPUT OUTPUT CONFIG,$(if $(word 2,$($(v))),$(error $(v) has a space in its path ('$($(v))'): \
   make cannot use it; link the folder to a path without spaces, or pipe the tools (see README))))
+ifeq ($(filter $(BATCH),0 1),)
+  $(error BATCH must be 1 (one process per step and tree) or 0 (one per file), not '$(BATCH)')
+endif
 ifeq ($(filter $(KEEP),all final),)
   $(error KEEP must be 'all' or 'final', not '$(KEEP)')
 endif
@@ -143,7 +151,6 @@ tree_of = $(patsubst %/,%,$(dir $(1)))
 # every target is secondary: never deleted by make, and one that is missing is not remade while what
 # follows it is up to date -- so resume works after KEEP=final removed the intermediate products
 .SECONDARY:
-.DELETE_ON_ERROR:
 INTERMEDIATES := $(filter-out $(Y_BCALS),$(sort $(Y_RATES) $(Y_FRATES) $(Y_CALS) $(Y_WCALS)))
 MOSAIC_LISTS := $(addsuffix /mosaics/young-stage3.list,$(Y_DIRS))
 
@@ -176,35 +183,20 @@ $(call dst_of,$(1)): $(call src_of,$(1)) | $(call tree_of,$(call dst_of,$(1))) $
 endef
 $(foreach e,$(Y_LINKS),$(eval $(call LINK_RULE,$(e))))
 
-# stage 1: one rule per exposure (make -j), or one MPI launch per tree (MPI=N)
-ifeq ($(MPI),)
+ifeq ($(BATCH),0)
+# ---- per file (BATCH=0): one process per file and step; make -j runs files in parallel
 define STAGE1_RULE
 $(call dst_of,$(1)): $(call src_of,$(1)) | $(PREFETCH)
 	$(OFFLINE) $(YOUNG_BIN)/young-stage1 -q $(CFG_OPT) -o $(call tree_of,$(call dst_of,$(1))) $$< > /dev/null
 endef
 $(foreach e,$(Y_STAGE1),$(eval $(call STAGE1_RULE,$(e))))
-else
-define STAGE1_MPI_RULE
-$(foreach e,$(Y_STAGE1),$(if $(filter $(1),$(call tree_of,$(call dst_of,$(e)))),$(call dst_of,$(e)))) &: \
-  $(foreach e,$(Y_STAGE1),$(if $(filter $(1),$(call tree_of,$(call dst_of,$(e)))),$(call src_of,$(e)))) | $(PREFETCH)
-	$(OFFLINE) $(MPIRUN) -n $(MPI) $(YOUNG_BIN)/young-stage1 -q $(CFG_OPT) -o $(1) $$^ > /dev/null
-endef
-$(foreach d,$(sort $(foreach e,$(Y_STAGE1),$(call tree_of,$(call dst_of,$(e))))),$(eval $(call STAGE1_MPI_RULE,$(d))))
-endif
 
 # corrections and stage 2 act on files in the trees (pattern rules, shortest stem wins)
 $(O)/%_1f_rate.fits: $(O)/%_rate.fits
 	$(OFFLINE) $(YOUNG_BIN)/young-fnoise -q $(CFG_OPT) $< > /dev/null
 
-ifeq ($(MPI),)
 $(O)/%_cal.fits: $(O)/%_rate.fits
 	$(OFFLINE) $(YOUNG_BIN)/young-stage2 -q $(CFG_OPT) $< > /dev/null
-else
-ifneq ($(Y_S2OUT),)
-$(Y_S2OUT) &: $(Y_FRATES)
-	$(OFFLINE) $(MPIRUN) -n $(MPI) $(YOUNG_BIN)/young-stage2 -q $(CFG_OPT) $^ > /dev/null
-endif
-endif
 
 # a short-wave file's wisp mask comes from its long-wave partner's cal file: that one first
 # (nrca1-4 -> nrcalong, nrcb1-4 -> nrcblong; only the partner, so one new exposure remakes no other)
@@ -215,6 +207,49 @@ $(O)/%_wisp_cal.fits: $(O)/%_cal.fits
 
 $(O)/%_bkg_cal.fits: $(O)/%_cal.fits
 	$(OFFLINE) $(YOUNG_BIN)/young-bkg -q $(CFG_OPT) $< > /dev/null
+else
+# ---- batches (default): one process per step and tree, parallel inside (--jobs JOBS, or MPI=N ranks
+# for the stage tools); the targets of a batch are grouped (&:), so make runs it once when any of them
+# is missing or older than its input, and the tool itself redoes only those (its per-file resume)
+in_tree = $(filter $(1)/%,$(2))
+STAGE_LAUNCH = $(if $(MPI),$(MPIRUN) -n $(MPI) ,)
+STAGE_JOBS = $(if $(MPI),,--jobs $(JOBS))
+# A batch: $(1) tree, $(2) step name, $(3) products, $(4) their inputs (same order), $(5) command,
+# $(6) order-only prerequisites. One hidden stamp per tree and step, <tree>/.young-<step>.batch, runs the
+# command on all the inputs when any input is newer than it (a new or remade exposure) or, before the
+# tree's stage 3 has finished, when a product is missing; the tool redoes only the files whose product is
+# missing, out of date or made with other settings. Each product depends on its own input (so a product
+# is out of date exactly when that input is newer) and waits for the stamp; its empty recipe makes make
+# read the product's time again after the batch.
+FORCE_IF_MISSING = $(if $(wildcard $(1)/mosaics/young-stage3.list),,$(if $(filter-out $(wildcard $(2)),$(2)),FORCE))
+define BATCH_RULE
+$(1)/.young-$(2).batch: $(4) $(call FORCE_IF_MISSING,$(1),$(3)) | $(6)
+	$(OFFLINE) $(strip $(5)) $(4) > /dev/null && touch $$@
+endef
+batch = $(if $(strip $(3)),$(eval $(call BATCH_RULE,$(1),$(2),$(3),$(4),$(5),$(6)))$(foreach \
+  w,$(join $(addsuffix |,$(3)),$(4)),$(eval $(call src_of,$(w)): $(call dst_of,$(w)) | $(1)/.young-$(2).batch ;)))
+$(foreach d,$(Y_DIRS),$(call batch,$(d),stage1,\
+  $(foreach e,$(Y_STAGE1),$(call in_tree,$(d),$(call dst_of,$(e)))),\
+  $(foreach e,$(Y_STAGE1),$(if $(call in_tree,$(d),$(call dst_of,$(e))),$(call src_of,$(e)))),\
+  $(STAGE_LAUNCH)$(YOUNG_BIN)/young-stage1 -q $(CFG_OPT) $(STAGE_JOBS) -o $(d),$(PREFETCH)))
+ifeq ($(filter fnoise,$(ALL_SKIP)),)
+$(foreach d,$(Y_DIRS),$(call batch,$(d),fnoise,$(call in_tree,$(d),$(Y_FRATES)),\
+  $(call in_tree,$(d),$(Y_RATES)),$(YOUNG_BIN)/young-fnoise -q $(CFG_OPT) --jobs $(JOBS)))
+endif
+$(foreach d,$(Y_DIRS),$(call batch,$(d),stage2,$(call in_tree,$(d),$(Y_S2OUT)),\
+  $(call in_tree,$(d),$(Y_FRATES)),$(STAGE_LAUNCH)$(YOUNG_BIN)/young-stage2 -q $(CFG_OPT) $(STAGE_JOBS)))
+ifeq ($(filter wisp,$(ALL_SKIP)),)
+$(foreach d,$(Y_DIRS),$(call batch,$(d),wisp,$(call in_tree,$(d),$(Y_WCALS)),\
+  $(call in_tree,$(d),$(Y_CALS)),$(YOUNG_BIN)/young-wisp -q $(CFG_OPT) --jobs $(JOBS)))
+endif
+ifeq ($(filter bkg,$(ALL_SKIP)),)
+$(foreach d,$(Y_DIRS),$(call batch,$(d),bkg,$(call in_tree,$(d),$(Y_BCALS)),\
+  $(call in_tree,$(d),$(Y_WCALS)),$(YOUNG_BIN)/young-bkg -q $(CFG_OPT) --jobs $(JOBS)))
+endif
+endif
+
+.PHONY: FORCE
+FORCE:
 
 # stage 3: all filters of a tree at once (one grid, aligned to the longest wavelength);
 # the list of products it printed is the target

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# YOUNG on one node with make -j, in the YOUNG Apptainer image (README.md, "On a cluster").
+# YOUNG on one node with make (one process per step, N workers inside each), in the YOUNG Apptainer image (README.md, "On a cluster").
 #
-#   sbatch examples/slurm-make.sh RAW_DIR OUT_DIR        RAW_DIR: a folder of *_uncal.fits
+#   sbatch examples/slurm-make.sh RAW_DIR OUT_DIR        RAW_DIR: a MAST download (searched recursively)
 #
-# `make all` runs every per-exposure step as its own process, as many at once as the node's
-# cores and memory allow (~2.5 GB each: a full-frame stage-1 process peaks near 2 GB), then
-# stage 3 once per product folder. Products: OUT_DIR/*_rate.fits ... *_cal.fits and
+# `make all` runs every step as one process over all exposures, with as many workers inside it as
+# the node's cores and memory allow (~2.5 GB each: a full-frame stage-1 worker peaks near 2 GB),
+# then stage 3 once per product folder. Products: OUT_DIR/*_rate.fits ... *_cal.fits and
 # OUT_DIR/mosaics/<filter>/. Submitting again resumes: make redoes only what is out of date.
 #
 # Before, once, on a login node (it has network): fill the CRDS cache for these exposures
@@ -20,7 +20,7 @@
 #   YOUNG_CONFIG=                       a young.yaml (make all CONFIG=; its folder is bound too)
 #   YOUNG_SKIP=                         corrections to leave out, e.g. "wisp bkg" (make all SKIP=)
 #   YOUNG_MEM_PER_JOB_MB=2500           memory per make job; jobs = min(cores, memory / this)
-#   YOUNG_JOBS=                         make -j N, overriding that computation
+#   YOUNG_JOBS=                         the workers per step (make all JOBS=N), overriding that computation
 #   YOUNG_APPTAINER_ARGS=               more apptainer options, e.g. "--bind /project"
 #SBATCH --job-name=young-make
 #SBATCH --nodes=1
@@ -70,9 +70,9 @@ if [[ -n $CONFIG ]]; then
 fi
 [[ -z ${YOUNG_SKIP:-} ]] || VARS+=(SKIP="$YOUNG_SKIP")
 
-echo "young: make -j $jobs all ($cpus cores, $mem_mb MB) on $(hostname)" >&2
+echo "young: make all JOBS=$jobs ($cpus cores, $mem_mb MB) on $(hostname)" >&2
 # compute without a CRDS server: the image's defaults (cache at /crds, serverless, read-only),
 # given explicitly so that no APPTAINERENV_CRDS_* of the user's can switch them off
 exec apptainer run "${BINDS[@]}" \
     --env "CRDS_PATH=/crds,CRDS_SERVER_URL=https://jwst-serverless-mode.stsci.edu,CRDS_READONLY_CACHE=1,OMP_NUM_THREADS=1" \
-    "${EXTRA[@]}" "$IMAGE" make -j "$jobs" all "${VARS[@]}"
+    "${EXTRA[@]}" "$IMAGE" make all JOBS="$jobs" "${VARS[@]}"

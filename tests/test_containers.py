@@ -575,11 +575,15 @@ def test_make_uses_the_repository_makefile_and_venv():
 
 def test_make_runs_in_the_callers_folder(tmp_path):
     """`apptainer run young.sif make all INPUT=raw` from a data folder: relative paths are the caller's."""
+    from astropy.io import fits
+
     (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "jw01234001001_01101_00001_nrcb1_uncal.fits").write_bytes(b"")
-    r = run_entry("make", "-n", "all", "INPUT=raw", env={"YOUNG_VENV": str(tmp_path / "venv")}, cwd=tmp_path)
+    hdr = fits.Header({"TELESCOP": "JWST", "INSTRUME": "NIRCAM", "EXP_TYPE": "NRC_IMAGE", "PROGRAM": "01234"})
+    fits.PrimaryHDU(header=hdr).writeto(tmp_path / "raw" / "jw01234001001_01101_00001_nrcb1_uncal.fits")
+    venv = Path(sys.executable).parent.parent   # installed: make reads the input tree with it
+    r = run_entry("make", "-n", "all", "INPUT=raw", env={"YOUNG_VENV": str(venv)}, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert str(ROOT / "constraints.txt") in r.stdout  # the Makefile found its own files
+    assert f"{venv}/bin/young-refs" in r.stdout  # the Makefile used the given venv
     assert f"{tmp_path}/young-out/jw01234001001_01101_00001_nrcb1_rate.fits" in r.stdout or \
         f"-o {tmp_path}/young-out" in r.stdout, r.stdout
 
@@ -791,18 +795,18 @@ def test_slurm_script_refuses_to_start_without_a_crds_cache(cluster):
     assert calls == []
 
 
-def test_slurm_make_script_runs_make_j_with_memory_capped_jobs(cluster):
+def test_slurm_make_script_runs_make_with_memory_capped_jobs(cluster):
     r, calls = cluster("slurm-make.sh", "raw", "out", SLURM_CPUS_PER_TASK="8", SLURM_MEM_PER_NODE="10000",
                        YOUNG_SKIP="wisp bkg")
     assert r.returncode == 0, r.stderr
     (call,) = calls
     root = cluster.root
     assert call["verb"] == "run" and call["image"] == str(root / "young.sif")
-    assert call["cmd"] == ["make", "-j", "4", "all", f"INPUT={root / 'raw'}", f"OUTPUT={root / 'out'}",
+    assert call["cmd"] == ["make", "all", "JOBS=4", f"INPUT={root / 'raw'}", f"OUTPUT={root / 'out'}",
                            "SKIP=wisp bkg"]
     assert _crds_offline(call, root / "crds_cache")
     r, calls = cluster("slurm-make.sh", "raw", "out", SLURM_CPUS_PER_TASK="8", SLURM_MEM_PER_NODE="64000")
-    assert calls[0]["cmd"][:3] == ["make", "-j", "8"]  # cores, when memory is plenty
+    assert calls[0]["cmd"][:3] == ["make", "all", "JOBS=8"]  # cores, when memory is plenty
 
 
 # =============================================================================== the documentation

@@ -194,14 +194,18 @@ def test_keep_final_deletes_intermediates_and_resume_still_works(visit, killed_t
 
 
 def test_dry_run_layouts_and_mpi(visit, tmp_path):
-    """`make -n` prints the chain and runs nothing; LAYOUT=program puts products under jwPPPPP/; MPI=N runs the
-    stage tools under the MPI launcher."""
+    """`make -n` prints the chain and runs nothing, one tool process per step (or per file with BATCH=0);
+    LAYOUT=program puts products under jwPPPPP/; MPI=N runs the stage tools under the MPI launcher."""
     out = tmp_path / "dry"
     base = ["all", f"INPUT={visit['inp']}", f"OUTPUT={out}", f"CONFIG={visit['config']}", "-n"]
     r = make(*base, cwd=tmp_path)
     for tool in ("young-refs", "young-stage1", "young-fnoise", "young-stage2", "young-wisp", "young-bkg",
                  "young-stage3"):
         assert tool in r.stdout, tool
+    # one process per step (BATCH=1, the default), or per file and step (BATCH=0)
+    assert r.stdout.count("young-stage1 ") == 1 and r.stdout.count("young-wisp ") == 1
+    assert r.stdout.count("young-stage1 -q --config") == 1 and r.stdout.count("_uncal.fits") >= 6
+    r = make(*base, "BATCH=0", cwd=tmp_path)
     assert r.stdout.count("young-stage1 ") == 6 and r.stdout.count("young-wisp ") == 6
     assert not out.exists()
     r = make(*base, "LAYOUT=program", cwd=tmp_path)
@@ -217,6 +221,7 @@ def test_dry_run_layouts_and_mpi(visit, tmp_path):
     (["SKIP=fnoise bogus"], "unknown step(s) 'bogus'"),
     (["LAYOUT=flat"], "LAYOUT must be"),
     (["OUTPUT=my out"], "OUTPUT has a space"),
+    (["BATCH=2"], "BATCH must be"),
 ])
 def test_bad_make_arguments_are_errors(visit, tmp_path, extra, words):
     r = make("all", f"INPUT={visit['inp']}", f"OUTPUT={tmp_path / 'o'}", *extra, cwd=tmp_path, check=False)
