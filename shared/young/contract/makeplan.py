@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from young.contract import config as configmod
-from young.contract import tree
+from young.contract import naming, tree
 from young.contract.errors import UsageError, YoungError
 
 SEP = "@@"
@@ -132,14 +132,6 @@ def chain(f: tree.Found, dest: Path, skip: frozenset[str]) -> Chain:
                  dest / f"{b}{t1f}_cal.fits", dest / f"{b}{t1f}{tw}_cal.fits", dest / f"{b}{t1f}{tw}{tb}_cal.fits")
 
 
-def lw_partner_base(base: str) -> str | None:
-    """``..._nrca3 -> ..._nrcalong`` (short-wave detectors only)."""
-    head, _, det = base.rpartition("_")
-    if len(det) == 5 and det[:3] == "nrc" and det[3] in "ab" and det[4] in "1234":
-        return f"{head}_nrc{det[3]}long"
-    return None
-
-
 def plan(s: Settings) -> tuple[list[Chain], tree.Survey]:
     """The chains of every exposure of the tree, and the survey (skipped files, duplicates)."""
     if not s.input.is_dir():
@@ -161,7 +153,7 @@ def assignments(s: Settings, chains: list[Chain]) -> list[str]:
     partners = []
     if "wisp" not in s.skip:
         for c in chains:
-            lw = lw_partner_base(c.base)
+            lw = naming.lw_base(c.base)
             if lw and (c.dest, lw) in by_key:
                 partners.append(f"{c.wcal}|{by_key[(c.dest, lw)].cal}")
     s2 = [c for c in chains if c.level != "cal"]

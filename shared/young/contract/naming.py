@@ -153,3 +153,16 @@ def depth(path: str | Path) -> tuple[int, int]:
     """
     pn = parse(path)
     return (SUFFIXES.index(pn.suffix), len(pn.tags))
+
+
+def lw_base(sw_base: str) -> str | None:
+    """Exposure base of the long-wave detector exposed with a short-wave one.
+
+    ``jw01345001001_02101_00001_nrca3 -> jw01345001001_02101_00001_nrcalong``;
+    None when the last token is not a short-wave detector (nrca1-4, nrcb1-4).
+    """
+    head, _, det = sw_base.rpartition("_")
+    det = det.lower()
+    if not head or len(det) != 5 or not det.startswith("nrc") or det[3] not in "ab" or det[4] not in "1234":
+        return None
+    return f"{head}_nrc{det[3]}long"

@@ -57,7 +57,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
 import time
 from pathlib import Path
 
@@ -77,7 +76,6 @@ log = logging.getLogger(__name__)
 TAG = "wisp"
 KEYWORD = "YNGWISP"
 #: SW detector token -> LW detector token of the same module
-_SW_TOKEN = re.compile(r"^nrc([ab])[1-4]$", re.IGNORECASE)
 
 
 class WispStep(CorrectionStep):
@@ -184,17 +182,7 @@ def process(job: Job) -> Made:
 # --------------------------------------------------------------------------- the long-wave partner
 
 
-def lw_base(sw_base: str) -> str | None:
-    """Exposure base of the long-wave detector exposed with a short-wave one.
-
-    ``jw01345001001_02101_00001_nrca3 -> jw01345001001_02101_00001_nrcalong``;
-    None when the last token is not a short-wave detector (nrca1-4, nrcb1-4).
-    """
-    head, _, det = sw_base.rpartition("_")
-    m = _SW_TOKEN.match(det)
-    if not head or not m:
-        return None
-    return f"{head}_nrc{m.group(1).lower()}long"
+lw_base = naming.lw_base  # the name rule lives with the other product-name rules
 
 
 def find_lw_partner(src: Path, folders: tuple | list = ()) -> Path | None:
