@@ -20,6 +20,7 @@ help:
 	@echo "make demo      install, simulate the demo field, run the whole chain, write demo-out/"
 	@echo "make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP='fnoise wisp bkg'] [LAYOUT=combined|program|directory]"
 	@echo "         [NAME=name] [DIR_PREFIX=prefix] [START=uncal|rate|cal] [MPI=N] [JOBS=N] [BATCH=1|0] [KEEP=all|final]"
+	@echo "         [TILE_SIZE=auto|PIX|none]"
 
 install: $(STAMP)
 
@@ -63,7 +64,7 @@ demo: install
 # ---------------------------------------------------------------------------------------------
 # The chain: make all INPUT=dir [OUTPUT=dir] [CONFIG=young.yaml] [SKIP="fnoise wisp bkg"]
 #            [LAYOUT=combined|program|directory] [NAME=name] [DIR_PREFIX=prefix] [START=uncal|rate|cal]
-#            [MPI=N] [MPIRUN=mpiexec] [JOBS=N] [BATCH=1|0] [KEEP=all|final]
+#            [MPI=N] [MPIRUN=mpiexec] [JOBS=N] [BATCH=1|0] [KEEP=all|final] [TILE_SIZE=auto|PIX|none]
 # INPUT is searched recursively (a MAST download as it comes); only NIRCam imaging enters the chain,
 # each exposure from the earliest of its _uncal, _rate, _cal files present (a _rate or _cal is linked
 # into the output tree under the chain's name and goes on from there):
@@ -88,6 +89,9 @@ DIR_PREFIX ?=
 START ?=
 MPI ?=
 MPIRUN ?= $(BIN)/mpiexec
+# stage 3 in tiles of this many pixels (young-stage3 --tile-size): auto tiles only a filter whose
+# untiled run would not fit in memory; with MPI=N its tiles are farmed over the N ranks
+TILE_SIZE ?= auto
 # 1: one process per step and tree (files in parallel inside it, --jobs JOBS); 0: one per file and step
 BATCH ?= 1
 # all: keep every intermediate product; final: only the last cal of each exposure and the mosaics
@@ -256,7 +260,8 @@ FORCE:
 define STAGE3_RULE
 $(1)/mosaics/young-stage3.list: $(filter $(1)/%,$(Y_BCALS))
 	@mkdir -p $$(@D)
-	$(OFFLINE) $(YOUNG_BIN)/young-stage3 -q $(CFG_OPT) --jobs $(JOBS) -o $$(@D) $$^ > $$@.tmp && mv $$@.tmp $$@
+	$(OFFLINE) $(if $(MPI),$(MPIRUN) -n $(MPI) ,)$(YOUNG_BIN)/young-stage3 -q $(CFG_OPT) $(if $(MPI),,--jobs $(JOBS)) \
+	  --tile-size $(TILE_SIZE) -o $$(@D) $$^ > $$@.tmp && mv $$@.tmp $$@
 	$(if $(filter final,$(KEEP)),rm -f $(filter $(1)/%,$(INTERMEDIATES)))
 endef
 $(foreach d,$(Y_DIRS),$(eval $(call STAGE3_RULE,$(d))))

@@ -24,6 +24,9 @@
 #   YOUNG_SKIP=                         corrections to leave out, e.g. "wisp bkg"
 #   YOUNG_SRUN_MPI=pmi2                 srun --mpi plugin (pmix where the site has no pmi2)
 #   YOUNG_STAGE3_CPUS=                  cores (hence memory) for stage 3; default: one node's tasks
+#   YOUNG_TILE_SIZE=                    stage 3 in tiles of this many pixels over ALL the job's ranks
+#       (young-stage3 --tile-size, each rank --mem-per-cpu of memory; README.md, "Stage 3 in tiles");
+#       default: one process on one node, tiled only where a filter does not fit there (auto)
 #   YOUNG_APPTAINER_ARGS=               more apptainer options (split at blanks), e.g. a host's
 #       Cray MPICH instead of the image's MPICH (README.md, "On a cluster"; with YOUNG_SRUN_MPI=cray_shasta):
 #       "--bind /opt/cray,/var/spool/slurmd --env MPI4PY_LIBMPI=$CRAY_MPICH_DIR/lib-abi-mpich/libmpi.so.12"
@@ -120,7 +123,12 @@ correction fnoise "$L/rate.txt" "$L/fnoise.txt"
 step stage2 "$L/fnoise.txt" "$L/cal.txt" on_all_ranks young-stage2 "${CFG[@]}"
 correction wisp "$L/cal.txt" "$L/wisp.txt"
 correction bkg "$L/wisp.txt" "$L/bkg.txt"
-step stage3 "$L/bkg.txt" "$L/mosaics.txt" on_one_node young-stage3 "${CFG[@]}" --output-dir "$OUT/mosaics"
+if [[ -n ${YOUNG_TILE_SIZE:-} ]]; then
+    step stage3 "$L/bkg.txt" "$L/mosaics.txt" on_all_ranks young-stage3 "${CFG[@]}" --output-dir "$OUT/mosaics" \
+        --tile-size "$YOUNG_TILE_SIZE" --max-memory "${SLURM_MEM_PER_CPU:-2500}M"
+else
+    step stage3 "$L/bkg.txt" "$L/mosaics.txt" on_one_node young-stage3 "${CFG[@]}" --output-dir "$OUT/mosaics"
+fi
 
 echo "young: done: $(wc -l <"$L/mosaics.txt") stage-3 product(s) under $OUT/mosaics" >&2
 if ((FAILED)); then

@@ -378,6 +378,12 @@ def test_bad_options(tmp_path):
     assert r.returncode == 2 and "needs network access" in r.stderr and "--refcat FILE" in r.stderr
     r = _tool(["--set", "nosuchstep.x=1", tmp_path], tmp_path)
     assert r.returncode == 2 and "no step 'nosuchstep'" in r.stderr
+    r = _tool(["--tile-size", "big", tmp_path], tmp_path)
+    assert r.returncode == 2 and "--tile-size 'big': expected a number of pixels" in r.stderr
+    r = _tool(["--tile-size", "500", tmp_path], tmp_path)   # jwst's background box is 1000 pixels
+    assert r.returncode == 2 and "bkg_boxsize=1000" in r.stderr
+    r = _tool(["--tile-size", "2000", "--extract", "sci", tmp_path], tmp_path)
+    assert r.returncode == 2 and "--extract works on untiled mosaics only" in r.stderr
 
 
 def test_skymatch_on_background_subtracted_inputs(tmp_path):
@@ -792,3 +798,91 @@ def test_extract_image(tmp_path):
     with fits.open(out) as h:
         assert len(h) == 1 and h[0].data.shape == (160, 200) and h[0].header["CTYPE1"].startswith("RA---TAN")
         assert h[0].header["CRPIX1"] == pytest.approx(100.5)
+
+
+# The tiled stage 3 against the untiled one on the same long-wave files of the tiny field (the reference
+# F444W and the member F277W; 4245 x 560 grid pixels), both with source_catalog.bkg_boxsize=100 so tiles
+# of 500 pixels with 200-pixel margins follow the background mesh: 9 tiles a filter.
+
+@pytest.fixture(scope="module")
+def tiled3(run3, tmp_path_factory):
+    lw = sorted(str(p) for p in run3.cal.glob("*_nrcalong_cal.fits"))
+    out = tmp_path_factory.mktemp("tiled")
+    common = [PY, str(TOOLS / "young-stage3"), "--config", run3.root / "young.yaml", "-j", "2", "--refcat",
+              run3.refcat, "--set", "source_catalog.bkg_boxsize=100", "--no-plot"]
+    untiled = subprocess.run(common + ["-o", out / "untiled", *lw], capture_output=True, text=True, env=tool_env(),
+                             timeout=1800)
+    cmd = common + ["-o", out / "tiled", "--tile-size", "500", "--stitch", *lw]
+    tiled = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), timeout=1800)
+    return out, untiled, tiled, cmd
+
+
+def _pixels(path):
+    from astropy.io import fits
+
+    with fits.open(path) as h:
+        return h["SCI"].data.copy(), h["WHT"].data.copy(), fits.getheader(path, "SCI")
+
+
+@pytest.mark.slow
+def test_tiled_mosaics_equal_untiled(tiled3):
+    from astropy.io import fits
+    from astropy.table import Table
+
+    out, untiled, tiled, _ = tiled3
+    assert untiled.returncode == 0, untiled.stderr[-3000:]
+    assert tiled.returncode == 0, tiled.stderr[-3000:]
+    names = [Path(p).relative_to(out / "tiled").as_posix() for p in tiled.stdout.split()]
+    assert names == [f"{f}/jw09001_nircam_{f}_{s}" for f in ("f444w", "f277w")
+                     for s in ("i2d.fits", "segm.fits", "cat.ecsv")]
+    for f in ("f444w", "f277w"):
+        index = Table.read(out / "tiled" / f / f"jw09001_nircam_{f}_tiles.fits")
+        assert len(index) >= 4
+        su, wu, hu = _pixels(out / "untiled" / f / f"jw09001_nircam_{f}_i2d.fits")
+        st, _, ht = _pixels(out / "tiled" / f / f"jw09001_nircam_{f}_i2d.fits")
+        assert su.shape == st.shape  # one grid: the stitched tiles are pixel-aligned with the untiled mosaic
+        for k in ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "PC1_1", "PC1_2"):
+            assert ht[k] == pytest.approx(hu[k], rel=1e-9, abs=1e-12), k
+        ok = np.isfinite(su) & np.isfinite(st) & (wu > 0)
+        noise = np.nanstd(su[ok])
+        rel = np.abs(st - su)[ok] / np.maximum(np.abs(su[ok]), noise)
+        if f == "f444w":
+            # the reference: same alignment, same flags, same drizzle -> the same numbers
+            assert rel.max() < 1e-4, rel.max()
+        else:
+            # a member aligns to the merged reference catalog (positions equal to ~1e-5 pixel) and flags
+            # outliers against its median cut to the tile, whose weight threshold is the tile's
+            assert np.median(rel) < 1e-5 and (rel > 1e-4).mean() < 0.01, (np.median(rel), (rel > 1e-4).mean())
+        with fits.open(out / "tiled" / f / f"jw09001_nircam_{f}_segm.fits") as h:
+            seg = h[-1].data
+        cat = Table.read(out / "tiled" / f / f"jw09001_nircam_{f}_cat.ecsv")
+        assert set(np.unique(seg[seg > 0])) <= set(cat["label"])
+        cu = Table.read(out / "untiled" / f / f"jw09001_nircam_{f}_cat.ecsv")
+        # none lost or doubled at the borders
+        if f == "f444w":
+            assert len(cat) == len(cu)
+        else:
+            assert abs(len(cat) - len(cu)) <= 0.02 * len(cu)
+        from scipy.spatial import cKDTree
+
+        d, j = cKDTree(np.c_[cat["xcentroid"], cat["ycentroid"]]).query(np.c_[cu["xcentroid"], cu["ycentroid"]])
+        iso = (d < 0.01) & (np.asarray(cu["nn_dist"]) > 20) & (np.asarray(cu["aper_total_flux"]) > 0)
+        assert iso.sum() > 20
+        fu = np.asarray(cu["aper_total_flux"])[iso]
+        ft = np.asarray(cat["aper_total_flux"])[j[iso]]
+        assert np.max(np.abs(ft / fu - 1)) < 1e-3  # isolated stars: fluxes within 0.1 %
+
+
+@pytest.mark.slow
+def test_tiled_resume_redoes_nothing(tiled3):
+    out, _, tiled, cmd = tiled3
+    assert tiled.returncode == 0, tiled.stderr[-3000:]
+    assert not list((out / "tiled").rglob("*.failed.log"))
+    assert not [p for p in (out / "tiled").rglob(".*")], "temporary files left behind"
+    tile = sorted((out / "tiled" / "f277w" / "tiles").glob("*_i2d.fits"))[1]
+    before = tile.stat().st_mtime
+    again = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 group(s) done, 2 up to date" in again.stderr, again.stderr[-2000:]
+    assert tile.stat().st_mtime == before
+    assert again.stdout == tiled.stdout

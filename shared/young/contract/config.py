@@ -57,6 +57,9 @@ KNOWN_KEYS = {
     "skip_steps": "corrections left out of the chain: fnoise, wisp, bkg",
     "jobs": "local processes per tool",
     "max_memory": "memory budget, e.g. 16G",
+    "tile_size": "stage 3 in tiles of this many pixels (or auto)",
+    "tile_margin": "stage 3 tiles: pixels around each core",
+    "stitch": "stage 3 tiles: also write the full mosaic",
     "truth_directory": "young-sim truth (QA report)",
     # wisp
     "wisp_directory": "folder of WISP_{DETECTOR}_{FILTER}_{PUPIL}.fits templates",

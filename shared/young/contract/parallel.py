@@ -135,6 +135,7 @@ def run(
     comm=None,
     first_slot: "WorkerSlot | None" = None,
     ready: Sequence["WorkerSlot"] = (),
+    keep: list | None = None,
 ) -> None:
     """Run ``fn`` over ``tasks``; call ``on_result`` with each result as it arrives.
 
@@ -162,6 +163,10 @@ def run(
     ready : sequence of WorkerSlot
         More started workers (warmed up while the prefetch ran): this rank's
         worker under MPI (the first one), the next local workers otherwise.
+    keep : list, optional
+        Leave the worker processes running and append them to this list (the caller closes them,
+        or passes them as ``first_slot``/``ready`` to the next call): a run in phases, such as
+        the tiled stage 3, then pays the workers' start-up and imports once.
     """
     lock = threading.Lock()
 
@@ -173,7 +178,7 @@ def run(
     if comm is not None:
         for extra in slots[1:]:
             extra.close()
-        _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, slots[0] if slots else None)
+        _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, slots[0] if slots else None, keep)
     elif jobs <= 1:
         for extra in slots:  # serial: runs here
             extra.close()
@@ -182,14 +187,17 @@ def run(
         for t in tasks:
             emit(fn(t))
     else:
-        _run_slots(fn, list(tasks), emit, jobs, initializer, initargs, died, slots)
+        _run_slots(fn, list(tasks), emit, jobs, initializer, initargs, died, slots, keep)
 
 
-def _run_slots(fn, tasks, emit, jobs, initializer, initargs, died, started=()):
+def _run_slots(fn, tasks, emit, jobs, initializer, initargs, died, started=(), keep=None):
     n = min(jobs, max(1, len(tasks)))
     started = list(started)
     for extra in started[n:]:
-        extra.close()
+        if keep is None:
+            extra.close()
+        else:
+            keep.append(extra)
     slots = started[:n] + [WorkerSlot(initializer, initargs) for _ in range(n - len(started[:n]))]
     pending = deque(tasks)
     running: dict = {}
@@ -212,10 +220,13 @@ def _run_slots(fn, tasks, emit, jobs, initializer, initargs, died, started=()):
                     slots[i].reset()
     finally:
         for s in slots:
-            s.close()
+            if keep is None:
+                s.close()
+            else:
+                keep.append(s)
 
 
-def _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, first_slot=None):
+def _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, first_slot=None, keep=None):
     rank, size = comm.Get_rank(), comm.Get_size()
     slot = first_slot if first_slot is not None else WorkerSlot(initializer, initargs)
 
@@ -271,4 +282,7 @@ def _run_mpi(fn, tasks, emit, initializer, initargs, died, comm, first_slot=None
                     break
                 result = work(tasks[i])
     finally:
-        slot.close()
+        if keep is None:
+            slot.close()
+        else:
+            keep.append(slot)

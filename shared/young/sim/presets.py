@@ -182,6 +182,18 @@ PRESETS: dict[str, Preset] = {
         one_over_f_dn=1.5, amp_offset_dn=3.0,
         programs=(Program(9001, ("NRCA3",), "NRCA3_SUB640"), Program(9002, ("NRCB4",), "NRCB4_SUB640", 25.0)),
         tree="mast"),
+    # A field wider than one pointing for the tiled stage 3: a strip of 8 SUB640 pointings 30" apart
+    # along the detector rows (NRCA3 + NRCALONG, F150W/F444W; 16 files). bench/stage3 --tiles makes
+    # it longer (``dithers=strip_pointings(48)``).
+    "strip": Preset(
+        name="strip", subarray="SUB640", sw_detectors=("NRCA3",),
+        filter_pairs=(("F150W", "F444W"),),
+        dithers=tuple((30.0 * k, 0.37 * (k % 2)) for k in range(8)),
+        readpatt="RAPID", ngroups=4, nints=1, pointing_aperture="NRCA3_SUB640",
+        pa_v3=0.0, star_density=0.03, galaxy_density=0.01, n_saturated=2,
+        star_mag_range=(17.0, 22.0), galaxy_mag_range=(20.0, 24.0),
+        saturated_mag_range=(13.0, 14.0), min_separation=2.0,
+        one_over_f_dn=1.5, amp_offset_dn=3.0),
     # Both modules, 4 filters, 4 dithers (80 files).
     "full": Preset(
         name="full", subarray="FULL",
@@ -208,6 +220,11 @@ SET_ITEMS = ("raw", "crds_cache", "wisp_templates", "truth", "refcat.ecsv", "you
 REFCAT_STARS = 120
 REFCAT_ERROR_MAS = 1.0
 """What a simulated set consists of (``--force`` removes only these)."""
+
+
+def strip_pointings(n: int, step: float = 30.0) -> tuple[tuple[float, float], ...]:
+    """Offsets (arcsec) of ``n`` pointings in a strip ``step`` apart (the ``strip`` preset's dithers)."""
+    return tuple((step * k, 0.37 * (k % 2)) for k in range(n))
 
 
 def preset(name: str, **overrides) -> Preset:

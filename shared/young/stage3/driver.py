@@ -51,9 +51,20 @@ from young.contract.runner import (
 from young.stage3.exposures import Exposure, Group, group_exposures, read_exposure, reference_order
 from young.stage3.grid import covering_parameters
 from young.stage3.group import STAGE3, TOOL, GroupRun, parameters, reference_info, task
-from young.stage3.memory import available_memory, group_estimates, mosaic_pixels, parse_memory, plan_memory
+from young.stage3.memory import (
+    available_memory,
+    group_estimates,
+    mosaic_pixels,
+    parse_memory,
+    plan_memory,
+    tile_size_for,
+)
 from young.stage3.params import GRID_PARAMETERS, IMAGE3_STEPS, parse_extract, step_parameters, truthy
 from young.stage3.refcat import RefcatSpec, resolve_refcat
+from young.stage3.tiles import DEFAULT_MARGIN, DEFAULT_MARGIN_BOXES
+
+#: jwst's source_catalog bkg_boxsize default (jwst 3.0)
+JWST_BKG_BOXSIZE = 1000
 
 
 @dataclass
@@ -73,6 +84,10 @@ class Stage3Plan:
     reference: str | None
     warnings: list[str] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
+    tile_size: int | None = None      # core size of the tiles (None: untiled)
+    margin: int = DEFAULT_MARGIN
+    align: int = 1000                 # tile cores: multiples of the source catalog's bkg_boxsize
+    stitch: bool = False
 
 
 def default_out_dir(paths: Sequence[str | Path]) -> Path:
@@ -84,7 +99,8 @@ def default_out_dir(paths: Sequence[str | Path]) -> Path:
 
 
 def make_plan(common: Common, refcat: str | None, extract: str | None, max_memory: str | None,
-              reference: str | None, qa: bool = True, stdin=None) -> Stage3Plan:
+              reference: str | None, qa: bool = True, stdin=None, tile_size: str | None = None,
+              margin: int | None = None, stitch: bool | None = None) -> Stage3Plan:
     """Read config and inputs, group the files, resolve the reference catalog and the budget.
 
     Raises
@@ -109,6 +125,15 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
         check_steps("Image3Pipeline", user_steps)
     ext = parse_extract(extract, section)
     budget = parse_memory(max_memory if max_memory is not None else section.get("max_memory"))
+    # tiles follow the source catalog's background mesh (jwst's default box: 1000 pixels)
+    align = int(float(steps.get("source_catalog.bkg_boxsize", JWST_BKG_BOXSIZE)))
+    margin = margin if margin is not None else section.get("tile_margin")
+    margin = int(margin) if margin is not None else DEFAULT_MARGIN_BOXES * align
+    stitched = bool(stitch if stitch is not None else truthy(section.get("stitch", False)))
+    requested = parse_tile_size(tile_size if tile_size is not None else section.get("tile_size"), align)
+    if requested not in (None, "auto") and ext:
+        raise UsageError("--extract works on untiled mosaics only; with --tile-size use --stitch (SCI, ERR and "
+                         "WHT in one file) or read the tiles' i2d files")
     if budget is None:
         budget = int(available_memory() * 0.8)
     jobs = common.jobs if common.jobs > 1 else int(section.get("jobs") or 1)
@@ -174,8 +199,54 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
         raise UsageError(context.problem())
     # a mosaic's references are its members': the context decides them (no per-product comparison)
     calib = {**calibration(STAGE3, context.name if context.certain else None), "references": False}
-    return Stage3Plan(groups, failed, steps, ext, qa, spec, out_dir, budget, max(1, jobs), env, reference,
+    plan = Stage3Plan(groups, failed, steps, ext, qa, spec, out_dir, budget, max(1, jobs), env, reference,
                       warnings_, calib)
+    plan.align, plan.margin, plan.stitch = align, margin, stitched
+    plan.tile_size = requested if requested != "auto" else auto_tile_size(plan)
+    if plan.tile_size is not None and ext:
+        why = ("--extract works on untiled mosaics only; with tiles use --stitch (SCI, ERR and WHT in one file) "
+               "or read the tiles' i2d files")
+        plan.warnings.append(f"a filter does not fit in memory untiled, so stage 3 runs in tiles of "
+                             f"{plan.tile_size} pixels: {why}")
+        plan.extract = []
+    return plan
+
+
+def parse_tile_size(value, align: int) -> int | str | None:
+    """``--tile-size``: a number of pixels, ``auto`` (the default) or ``none`` (-> None).
+
+    Raises
+    ------
+    UsageError
+        Not a number, ``auto`` or ``none``, or fewer pixels than one background box (``align``).
+    """
+    if value is None:
+        return "auto"
+    text = str(value).strip().lower()
+    if text in ("", "none", "0", "off"):
+        return None
+    if text == "auto":
+        return "auto"
+    try:
+        size = int(float(text))
+    except ValueError:
+        raise UsageError(f"--tile-size {value!r}: expected a number of pixels, 'auto' or 'none'") from None
+    if size < align:
+        raise UsageError(f"--tile-size {value!r}: tile cores are multiples of the source catalog's background box "
+                         f"(source_catalog.bkg_boxsize={align}); give at least {align} or a smaller "
+                         "bkg_boxsize with --set")
+    return size
+
+
+def auto_tile_size(plan: Stage3Plan) -> int | None:
+    """``--tile-size auto``: None (untiled) when every group's untiled Image3 run fits in the memory budget,
+    else the core size of the largest tiles whose run does (:func:`young.stage3.memory.tile_size_for`)."""
+    sizes = []
+    for g in plan.groups:
+        im, _ = group_estimates(g, mosaic_pixels(g, plan.steps))
+        if im > plan.budget:
+            sizes.append(tile_size_for(g, plan.budget, plan.margin, plan.align))
+    return min(sizes) if sizes else None
 
 
 def prefetch_references(paths: Sequence[str]) -> dict[str, str]:
@@ -191,6 +262,16 @@ def prefetch_references(paths: Sequence[str]) -> dict[str, str]:
         if rep.error is not None:
             bad[str(rep.path)] = rep.error.line()
     return bad
+
+
+def prefetch_in(slot: parallel.WorkerSlot, plan: Stage3Plan, reporter: Reporter) -> None:
+    """Fetch the groups' references in ``slot`` (a worker), then switch the run to offline mode."""
+    bad = slot.call(prefetch_references, [g.members[0] for g in plan.groups])
+    for msg in bad.values():
+        reporter.warn(msg)
+    changed = crdsenv.compute_mode({})
+    plan.env.update(changed)
+    slot.call(set_environment, changed)
 
 
 def _payload(index: int, run: GroupRun, common: Common, plan: Stage3Plan):
@@ -229,12 +310,7 @@ def reduce_reference(plan: Stage3Plan, common: Common, slot: parallel.WorkerSlot
         None and {} if no group could be the reference; the candidates that failed, by group index.
     """
     if prefetch:
-        bad = slot.call(prefetch_references, [g.members[0] for g in plan.groups])
-        for msg in bad.values():
-            reporter.warn(msg)
-        changed = crdsenv.compute_mode({})
-        plan.env.update(changed)
-        slot.call(set_environment, changed)
+        prefetch_in(slot, plan, reporter)
     alone = plan.refcat.kind != "none" or bool(plan.steps.get("tweakreg.skip"))
     candidates = reference_order(plan.groups, plan.reference, alone)
     failed: dict[int, Outcome] = {}
@@ -275,7 +351,8 @@ def member_runs(plan: Stage3Plan, common: Common, ref: GroupRun, info: dict, fai
 
 
 def run(common: Common, refcat: str | None = None, extract: str | None = None, max_memory: str | None = None,
-        reference: str | None = None, qa: bool = True, stdin=None) -> int:
+        reference: str | None = None, qa: bool = True, stdin=None, tile_size: str | None = None,
+        margin: int | None = None, stitch: bool | None = None) -> int:
     """The ``young-stage3`` tool: returns the exit status (0 all groups done, 1 some failed, 2 usage).
 
     Under ``mpiexec``/``srun`` rank 0 plans and reduces the reference group,
@@ -289,7 +366,7 @@ def run(common: Common, refcat: str | None = None, extract: str | None = None, m
     plan: Stage3Plan | YoungError | None = None
     if rank == 0:
         plan = guarded("reading the inputs", make_plan, common, refcat, extract, max_memory, reference,
-                       qa=qa, stdin=stdin)
+                       qa=qa, stdin=stdin, tile_size=tile_size, margin=margin, stitch=stitch)
     if comm is not None:  # rank 0 always sends something: no rank may wait for a rank that gave up
         plan = parallel.quiet_bcast(comm, plan)
     if isinstance(plan, YoungError):
@@ -303,6 +380,10 @@ def run(common: Common, refcat: str | None = None, extract: str | None = None, m
     if not plan.groups:
         return reporter.finish() if reporter is not None else EXIT_OK
 
+    if plan.tile_size is not None:
+        from young.stage3.tiled_driver import run_tiled
+
+        return run_tiled(plan, common, comm, reporter, verbose, _died, prefetch_in)
     slot = parallel.WorkerSlot(worker_init, (plan.env, verbose)) if rank == 0 else None
     shared = None
     if rank == 0:

@@ -26,7 +26,7 @@ from young.stage3 import alignment, qa
 from young.stage3.exposures import Group, write_association
 from young.stage3.grid import check_same_grid, grid_of, save_grid
 from young.stage3.params import EXTRACTS, GRID_PARAMETERS
-from young.stage3.refcat import RefcatSpec, positions_digest, read_table, select_reference_sources
+from young.stage3.refcat import RefcatSpec, at_coverage_edge, positions_digest, read_table, select_reference_sources
 
 TOOL = "young-stage3"
 log = logging.getLogger("young.stage3")
@@ -203,7 +203,11 @@ def finish(run: GroupRun, work: Path, paths: dict[str, Path], params: dict, alig
     if run.role == "reference":
         grid = save_grid(i2d, work / paths["grid"].name)
         stamped["YNGGRID"] = (grid.digest(), "hash of the mosaic grid")
-        write_refcat(work / paths["cat"].name, work / paths["refcat"].name)
+        from astropy.io import fits
+        from astropy.table import Table
+
+        edge = at_coverage_edge(Table.read(work / paths["cat"].name), fits.getdata(i2d, "WHT"))
+        write_refcat(work / paths["cat"].name, work / paths["refcat"].name, edge)
     else:
         stamped["YNGGRID"] = (run.grid_digest, "hash of the mosaic grid")
     provenance.stamp(i2d, TOOL, params, stamped)
@@ -220,11 +224,15 @@ def finish(run: GroupRun, work: Path, paths: dict[str, Path], params: dict, alig
     return out
 
 
-def write_refcat(cat: Path, dst: Path) -> None:
-    """The reference group's catalog cut to well-measured sources: the ``abs_refcat`` of the other groups."""
+def write_refcat(cat: Path, dst: Path, edge=None) -> None:
+    """The reference group's catalog cut to well-measured sources: the ``abs_refcat`` of the other groups.
+
+    ``edge`` marks the catalog's sources cut by the edge of the data (:func:`young.stage3.refcat.at_coverage_edge`),
+    which are left out.
+    """
     from astropy.table import Table
 
-    table = select_reference_sources(Table.read(cat))
+    table = select_reference_sources(Table.read(cat), exclude=edge)
     table.meta["comments"] = [f"absolute reference positions for young-stage3, from {cat.name}"]
     table.write(dst, format="ascii.ecsv", overwrite=True)
     log.info("reference catalog: %d sources -> %s", len(table), dst.name)

@@ -141,3 +141,23 @@ def mosaic_pixels(group: Group, steps: Mapping[str, Any]) -> int:
     if n <= 0:  # no S_REGION: all inputs side by side
         n = int(group.pixels * ((group.pixel_scale or scale) / scale) ** 2)
     return n
+
+
+def tile_size_for(group: Group, budget: int, margin: int, align: int = 100) -> int:
+    """The core size (pixels) of the largest tiles of ``group`` whose tile run fits in ``budget`` bytes.
+
+    A tile holds the exposures that overlap it in memory and its own output arrays and median.  Its
+    inputs are bounded by the depth of the data: with ``depth`` files covering a point on average
+    (total input area over the field's), a tile no larger than a detector overlaps at most about
+    4 x depth files (the tile may straddle detector edges in both axes).
+    """
+    from young.stage3.tiles import tiles_for_memory
+
+    pixels = max(mosaic_pixels(group, {}), 1)
+    n = max(len(group.members), 1)
+    per_input = group.pixels / n
+    depth = max(1.0, group.pixels / pixels)
+    fixed = BASE_BYTES + int(min(n, 4 * depth) * per_input * IN_MEMORY_BYTES_PER_INPUT_PIXEL)
+    per_pixel = BYTES_PER_MOSAIC_PIXEL + MEDIAN_BYTES_PER_MOSAIC_PIXEL_PER_EXPOSURE * int(round(depth))
+    side = int(pixels ** 0.5)
+    return tiles_for_memory((side, side), budget, per_pixel, fixed, margin, align)

@@ -178,16 +178,57 @@ def resolve_refcat(value: str | None, min_sources: int = 15, check_network: bool
     return RefcatSpec("file", str(p.resolve()), positions_digest(table), len(table))
 
 
-def select_reference_sources(catalog, min_snr: float = 10.0, min_sources: int = 15):
+def at_coverage_edge(catalog, weight, origin: tuple[int, int] = (0, 0), pad: int = 2):
+    """Which sources of a jwst catalog touch the edge of the data: a zero or NaN weight (or the array's
+    border) within ``pad`` pixels of their bounding box.
+
+    Their centroids are biased by the cut, and tell nothing reliable to the filters aligned to them.
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table
+        With ``bbox_xmin``, ``bbox_xmax``, ``bbox_ymin``, ``bbox_ymax`` (pixels of the grid).
+    weight : numpy.ndarray
+        The mosaic's (or a tile's) WHT array.
+    origin : (int, int)
+        Grid pixel (x, y) of ``weight[0, 0]`` (a tile's origin).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True for sources at the edge; all False when the catalog has no bounding boxes.
+    """
+    import numpy as np
+
+    need = ("bbox_xmin", "bbox_xmax", "bbox_ymin", "bbox_ymax")
+    if not all(c in catalog.colnames for c in need):
+        return np.zeros(len(catalog), bool)
+    ny, nx = weight.shape
+    bad = ~(np.isfinite(weight) & (weight > 0))
+    out = np.zeros(len(catalog), bool)
+    for k, row in enumerate(catalog):
+        x0, x1 = int(row["bbox_xmin"]) - origin[0] - pad, int(row["bbox_xmax"]) - origin[0] + pad + 1
+        y0, y1 = int(row["bbox_ymin"]) - origin[1] - pad, int(row["bbox_ymax"]) - origin[1] + pad + 1
+        if x0 < 0 or y0 < 0 or x1 > nx or y1 > ny:
+            out[k] = True
+        else:
+            out[k] = bool(bad[y0:y1, x0:x1].any())
+    return out
+
+
+def select_reference_sources(catalog, min_snr: float = 10.0, min_sources: int = 15, exclude=None):
     """Positions of the well-measured sources of a jwst source catalog, for ``abs_refcat``.
 
     Keeps finite positions with isophotal S/N >= ``min_snr`` (when the columns
-    exist); if that leaves fewer than ``min_sources``, all finite positions.
+    exist) and not in ``exclude``; if that leaves fewer than ``min_sources``, all
+    finite positions.
 
     Parameters
     ----------
     catalog : astropy.table.Table
         A ``_cat.ecsv`` as read by ``Table.read``.
+    exclude : numpy.ndarray of bool, optional
+        Rows to leave out (e.g. :func:`at_coverage_edge`).
 
     Returns
     -------
@@ -203,6 +244,8 @@ def select_reference_sources(catalog, min_snr: float = 10.0, min_sources: int = 
         finite = np.isfinite(np.asarray(sc.ra.deg, float)) & np.isfinite(np.asarray(sc.dec.deg, float))
     else:
         finite = np.ones(len(catalog), bool)
+    if exclude is not None:
+        finite &= ~np.asarray(exclude, bool)
     sub = catalog[finite]
     flux = None
     keep = np.ones(len(sub), bool)
