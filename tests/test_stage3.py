@@ -814,7 +814,7 @@ def tiled3(run3, tmp_path_factory):
                              timeout=1800)
     cmd = common + ["-o", out / "tiled", "--tile-size", "500", "--stitch", *lw]
     tiled = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), timeout=1800)
-    return out, untiled, tiled, cmd
+    return out, untiled, tiled, cmd, run3
 
 
 def _pixels(path):
@@ -829,7 +829,7 @@ def test_tiled_mosaics_equal_untiled(tiled3):
     from astropy.io import fits
     from astropy.table import Table
 
-    out, untiled, tiled, _ = tiled3
+    out, untiled, tiled, _, run3 = tiled3
     assert untiled.returncode == 0, untiled.stderr[-3000:]
     assert tiled.returncode == 0, tiled.stderr[-3000:]
     names = [Path(p).relative_to(out / "tiled").as_posix() for p in tiled.stdout.split()]
@@ -843,16 +843,24 @@ def test_tiled_mosaics_equal_untiled(tiled3):
         assert su.shape == st.shape  # one grid: the stitched tiles are pixel-aligned with the untiled mosaic
         for k in ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "PC1_1", "PC1_2"):
             assert ht[k] == pytest.approx(hu[k], rel=1e-9, abs=1e-12), k
-        ok = np.isfinite(su) & np.isfinite(st) & (wu > 0)
+        # compared away from the rim of the data (3 pixels from where either has no weight): there
+        # drizzle's edge pixels depend on the extent of the output grid
+        from scipy.ndimage import binary_dilation
+
+        wt = fits.getdata(out / "tiled" / f / f"jw09001_nircam_{f}_i2d.fits", "WHT")
+        empty = ~((wu > 0) & np.isfinite(su)) | ~((wt > 0) & np.isfinite(st))
+        ok = ~binary_dilation(empty, iterations=3)
+        assert ok.mean() > 0.9
         noise = np.nanstd(su[ok])
         rel = np.abs(st - su)[ok] / np.maximum(np.abs(su[ok]), noise)
         if f == "f444w":
-            # the reference: same alignment, same flags, same drizzle -> the same numbers
+            # the reference: same alignment, same outlier flags, same drizzle -> the same numbers
             assert rel.max() < 1e-4, rel.max()
         else:
-            # a member aligns to the merged reference catalog (positions equal to ~1e-5 pixel) and flags
-            # outliers against its median cut to the tile, whose weight threshold is the tile's
-            assert np.median(rel) < 1e-5 and (rel > 1e-4).mean() < 0.01, (np.median(rel), (rel > 1e-4).mean())
+            # a member aligns to the merged reference catalog, whose faint sources moved by up to
+            # ~0.02 pixel (each tile's background mesh ends at its margin): the same to a few 1e-6
+            assert np.median(rel) < 2e-5 and (rel > 1e-4).mean() < 0.02 and rel.max() < 5e-3, \
+                (np.median(rel), (rel > 1e-4).mean(), rel.max())
         with fits.open(out / "tiled" / f / f"jw09001_nircam_{f}_segm.fits") as h:
             seg = h[-1].data
         cat = Table.read(out / "tiled" / f / f"jw09001_nircam_{f}_cat.ecsv")
@@ -871,11 +879,26 @@ def test_tiled_mosaics_equal_untiled(tiled3):
         fu = np.asarray(cu["aper_total_flux"])[iso]
         ft = np.asarray(cat["aper_total_flux"])[j[iso]]
         assert np.max(np.abs(ft / fu - 1)) < 1e-3  # isolated stars: fluxes within 0.1 %
+    # astrometry against the truth: no worse than untiled
+    truth = _truth(run3)
+    stars = truth[(truth["kind"] == "star") & ~truth["saturated"] & (truth["nn_arcsec"] > 2.0)]
+    for f in ("f444w", "f277w"):
+        rms = []
+        for way in ("untiled", "tiled"):
+            cat = Table.read(out / way / f / f"jw09001_nircam_{f}_cat.ecsv")
+            sc = cat["sky_centroid"]
+            i, j = astrometry.match_sky(sc.ra.deg, sc.dec.deg, stars["ra"], stars["dec"], 0.2)
+            snr = np.asarray(cat["isophotal_flux"][i] / cat["isophotal_flux_err"][i])
+            good = (snr > 50) & ~np.asarray(cat["is_extended"][i])
+            dx, dy = astrometry.offsets_mas(sc.ra.deg[i][good], sc.dec.deg[i][good], stars["ra"][j][good],
+                                            stars["dec"][j][good])
+            rms.append(astrometry.robust_rms(dx, dy)[2])
+        assert rms[1] <= rms[0] + 0.2, (f, rms)
 
 
 @pytest.mark.slow
 def test_tiled_resume_redoes_nothing(tiled3):
-    out, _, tiled, cmd = tiled3
+    out, _, tiled, cmd, _ = tiled3
     assert tiled.returncode == 0, tiled.stderr[-3000:]
     assert not list((out / "tiled").rglob("*.failed.log"))
     assert not [p for p in (out / "tiled").rglob(".*")], "temporary files left behind"

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from young.stage3.tiled import _layout, merge_catalogs
+from young.stage3.stitch import _layout
+from young.stage3.tiled import merge_catalogs
 from young.stage3.tiles import Tile, core_size, offset_wcs, overlapping, plan_tiles, tiles_for_memory
 
 
@@ -155,3 +156,24 @@ def test_offset_wcs_of_a_fits_imaging_transform_shifts_crpix():
     r1, d1 = sub(xs, ys)
     r2, d2 = full(xs + 600, ys + 300)
     assert np.allclose(r1, r2, rtol=0, atol=1e-12) and np.allclose(d1, d2, rtol=0, atol=1e-12)
+
+
+def test_sources_at_the_coverage_edge():
+    from young.stage3.refcat import at_coverage_edge, select_reference_sources
+
+    w = np.ones((100, 200))
+    w[:, 150:] = 0.0          # no data right of x = 150
+    t = Table()
+    t["xcentroid"] = [20.0, 100.0, 145.0, 3.0, 100.0]
+    t["ycentroid"] = [50.0, 50.0, 50.0, 50.0, 97.0]
+    t["isophotal_area"] = [np.pi * 4, np.pi * 4, np.pi * 4, np.pi * 4, np.pi * 4]   # radius 2 px
+    assert list(at_coverage_edge(t, w)) == [False, False, True, True, True]
+    # a tile's weights: positions in grid pixels, weights from the tile's origin
+    assert list(at_coverage_edge(t, w[:, 10:], origin=(10, 0))) == [False, False, True, True, True]
+    from astropy.coordinates import SkyCoord
+
+    t["sky_centroid"] = SkyCoord(ra=np.arange(5) * 1e-3 + 53.0, dec=np.zeros(5) - 27.0, unit="deg")
+    t["isophotal_flux"] = [5.0, 4.0, 3.0, 2.0, 1.0]
+    t["isophotal_flux_err"] = 0.01
+    kept = select_reference_sources(t, min_sources=1, exclude=at_coverage_edge(t, w))
+    assert len(kept) == 2

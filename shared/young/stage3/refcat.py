@@ -178,41 +178,50 @@ def resolve_refcat(value: str | None, min_sources: int = 15, check_network: bool
     return RefcatSpec("file", str(p.resolve()), positions_digest(table), len(table))
 
 
-def at_coverage_edge(catalog, weight, origin: tuple[int, int] = (0, 0), pad: int = 2):
+def at_coverage_edge(catalog, weight, origin: tuple[int, int] = (0, 0), pad: float = 3.0):
     """Which sources of a jwst catalog touch the edge of the data: a zero or NaN weight (or the array's
-    border) within ``pad`` pixels of their bounding box.
+    border) within their isophotal radius plus ``pad`` pixels of their centroid.
 
     Their centroids are biased by the cut, and tell nothing reliable to the filters aligned to them.
 
     Parameters
     ----------
     catalog : astropy.table.Table
-        With ``bbox_xmin``, ``bbox_xmax``, ``bbox_ymin``, ``bbox_ymax`` (pixels of the grid).
+        With ``xcentroid``, ``ycentroid`` (pixels of the grid) and ``isophotal_area`` (pixels; when
+        missing, a radius of 3 pixels).
     weight : numpy.ndarray
         The mosaic's (or a tile's) WHT array.
     origin : (int, int)
         Grid pixel (x, y) of ``weight[0, 0]`` (a tile's origin).
+    pad : float
+        Pixels added to the isophotal radius.
 
     Returns
     -------
     numpy.ndarray of bool
-        True for sources at the edge; all False when the catalog has no bounding boxes.
+        True for sources at the edge.
     """
     import numpy as np
 
-    need = ("bbox_xmin", "bbox_xmax", "bbox_ymin", "bbox_ymax")
-    if not all(c in catalog.colnames for c in need):
-        return np.zeros(len(catalog), bool)
     ny, nx = weight.shape
     bad = ~(np.isfinite(weight) & (weight > 0))
     out = np.zeros(len(catalog), bool)
-    for k, row in enumerate(catalog):
-        x0, x1 = int(row["bbox_xmin"]) - origin[0] - pad, int(row["bbox_xmax"]) - origin[0] + pad + 1
-        y0, y1 = int(row["bbox_ymin"]) - origin[1] - pad, int(row["bbox_ymax"]) - origin[1] + pad + 1
-        if x0 < 0 or y0 < 0 or x1 > nx or y1 > ny:
+    if not len(catalog) or "xcentroid" not in catalog.colnames:
+        return out
+    x = np.asarray(catalog["xcentroid"], float) - origin[0]
+    y = np.asarray(catalog["ycentroid"], float) - origin[1]
+    if "isophotal_area" in catalog.colnames:
+        area = np.asarray(getattr(catalog["isophotal_area"], "value", catalog["isophotal_area"]), float)
+        r = np.sqrt(np.clip(area, 0, None) / np.pi) + pad
+    else:
+        r = np.full(len(x), 3.0 + pad)
+    for k in range(len(x)):
+        if not (np.isfinite(x[k]) and np.isfinite(y[k])):
             out[k] = True
-        else:
-            out[k] = bool(bad[y0:y1, x0:x1].any())
+            continue
+        x0, x1 = int(np.floor(x[k] - r[k] + 0.5)), int(np.floor(x[k] + r[k] + 0.5)) + 1
+        y0, y1 = int(np.floor(y[k] - r[k] + 0.5)), int(np.floor(y[k] + r[k] + 0.5)) + 1
+        out[k] = x0 < 0 or y0 < 0 or x1 > nx or y1 > ny or bool(bad[y0:y1, x0:x1].any())
     return out
 
 
@@ -237,7 +246,6 @@ def select_reference_sources(catalog, min_snr: float = 10.0, min_sources: int = 
     """
     import numpy as np
 
-    pos = radec_table(catalog)
     cols = {c.lower(): c for c in catalog.colnames}
     if "sky_centroid" in cols:
         sc = catalog[cols["sky_centroid"]]
@@ -247,6 +255,7 @@ def select_reference_sources(catalog, min_snr: float = 10.0, min_sources: int = 
     if exclude is not None:
         finite &= ~np.asarray(exclude, bool)
     sub = catalog[finite]
+    pos = radec_table(sub)
     flux = None
     keep = np.ones(len(sub), bool)
     fcol = next((cols[c] for c in ("isophotal_flux", "aper_total_flux", "aper50_flux") if c in cols), None)
