@@ -801,8 +801,8 @@ def test_extract_image(tmp_path):
 
 
 # The tiled stage 3 against the untiled one on the same long-wave files of the tiny field (the reference
-# F444W and the member F277W; 4245 x 560 grid pixels), both with source_catalog.bkg_boxsize=100 so tiles
-# of 500 pixels with 200-pixel margins follow the background mesh: 9 tiles a filter.
+# F444W and the member F277W; a 2116 x 279 grid), both with source_catalog.bkg_boxsize=100 so tiles of
+# 500 pixels with 200-pixel margins follow the background mesh: 4 tiles a filter.
 
 @pytest.fixture(scope="module")
 def tiled3(run3, tmp_path_factory):

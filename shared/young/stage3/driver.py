@@ -129,6 +129,8 @@ def make_plan(common: Common, refcat: str | None, extract: str | None, max_memor
     align = int(float(steps.get("source_catalog.bkg_boxsize", JWST_BKG_BOXSIZE)))
     margin = margin if margin is not None else section.get("tile_margin")
     margin = int(margin) if margin is not None else DEFAULT_MARGIN_BOXES * align
+    if margin < 0:
+        raise UsageError(f"--tile-margin {margin}: must be 0 or more pixels")
     stitched = bool(stitch if stitch is not None else truthy(section.get("stitch", False)))
     requested = parse_tile_size(tile_size if tile_size is not None else section.get("tile_size"), align)
     if requested not in (None, "auto") and ext:
@@ -239,14 +241,28 @@ def parse_tile_size(value, align: int) -> int | str | None:
 
 
 def auto_tile_size(plan: Stage3Plan) -> int | None:
-    """``--tile-size auto``: None (untiled) when every group's untiled Image3 run fits in the memory budget,
-    else the core size of the largest tiles whose run does (:func:`young.stage3.memory.tile_size_for`)."""
+    """``--tile-size auto``: None (untiled) when every group's untiled Image3 run fits in the memory budget
+    (shared by the ``--jobs`` workers), else the core size of the largest tiles whose run does
+    (:func:`young.stage3.memory.tile_size_for`), rounded down to the background box times a power of
+    two -- so the layout, hence resume, does not change with small changes of free memory.  One
+    layout serves every filter (they share the grid).
+    """
+    share = plan.budget / max(1, plan.jobs)
     sizes = []
     for g in plan.groups:
         im, _ = group_estimates(g, mosaic_pixels(g, plan.steps))
-        if im > plan.budget:
-            sizes.append(tile_size_for(g, plan.budget, plan.margin, plan.align))
-    return min(sizes) if sizes else None
+        if im > share:
+            sizes.append(tile_size_for(g, int(share), plan.margin, plan.align))
+    if not sizes:
+        return None
+    size = plan.align
+    while size * 2 <= min(sizes):
+        size *= 2
+    if min(sizes) <= plan.align:
+        plan.warnings.append(f"even tiles of {plan.align} pixels (source_catalog.bkg_boxsize) may not fit the memory "
+                             f"budget of {share / 1024**3:.1f} GB per process; give more memory (--max-memory) or "
+                             "fewer --jobs, or a smaller bkg_boxsize")
+    return size
 
 
 def prefetch_references(paths: Sequence[str]) -> dict[str, str]:

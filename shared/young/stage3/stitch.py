@@ -16,7 +16,7 @@ from young.stage3.tiles import Tile
 STITCHED = ("SCI", "ERR", "WHT")
 
 
-def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Tile], shape, maps: list[dict],
+def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Tile], shape, maps: list[dict], merged,
            i2d_path: Path, segm_path: Path) -> None:
     """Write the full mosaic and segmentation map from the tiles' cores, one tile in memory at a time.
 
@@ -37,6 +37,13 @@ def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Ti
         (ny, nx) of the grid.
     maps : list of dict
         Per tile in ``tiles``: {tile label: merged label} (:func:`young.stage3.tiled.merge_catalogs`).
+    merged : astropy.table.Table
+        The merged catalog (grid pixels): a tile's segment of a source it did not measure near its
+        core (the source lies beyond the core's slack) gets the label of the merged source at its
+        centroid.
+
+    The files are plain FITS (no ASDF extension): the WCS is the SCI header's FITS WCS, exact for
+    resample's TAN grids.  Keywords of the first tile that describe only it are removed.
     """
     import numpy as np
     from astropy.io import fits
@@ -44,8 +51,8 @@ def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Ti
     ny, nx = int(shape[0]), int(shape[1])
     first = files(tiles[0])
     with fits.open(first["i2d"]) as h:
-        primary = h[0].header.copy()
-        heads = {e: h[e].header.copy() for e in STITCHED}
+        primary = _without_tile_keys(h[0].header.copy(), Path(i2d_path).name)
+        heads = {e: _without_tile_keys(h[e].header.copy(), None) for e in STITCHED}
         dtypes = {e: h[e].data.dtype for e in STITCHED}
     ox, oy = tiles[0].origin
     for hd in heads.values():   # the WCS keywords are in SCI only (jwst puts none in ERR and WHT)
@@ -55,7 +62,7 @@ def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Ti
             hd["CRPIX2"] = hd["CRPIX2"] + oy
     _layout(i2d_path, primary, [(heads[e], dtypes[e]) for e in STITCHED])
     with fits.open(first["segm"]) as h:
-        sp = h[0].header.copy()
+        sp = _without_tile_keys(h[0].header.copy(), Path(segm_path).name)
         shead = (h[1].header.copy() if len(h) > 1 and h[1].data is not None else None)
     segh = shead if shead is not None else sp
     segh = segh.copy()
@@ -64,6 +71,10 @@ def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Ti
         segh["CRPIX1"] = segh["CRPIX1"] + ox
         segh["CRPIX2"] = segh["CRPIX2"] + oy
     _layout(segm_path, sp if shead is not None else fits.Header(), [(segh, np.dtype(np.int32))])
+    from scipy.spatial import cKDTree
+
+    finder = (cKDTree(np.column_stack([merged["xcentroid"], merged["ycentroid"]])), np.asarray(merged["label"])) \
+        if len(merged) else None
     with fits.open(i2d_path, mode="update", memmap=True) as out, fits.open(segm_path, mode="update", memmap=True) as so:
         made = {t.name for t in tiles}
         for t in grid_tiles:   # tiles no exposure overlaps: no data (NaN), as resample leaves them
@@ -80,15 +91,27 @@ def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Ti
                     out[e].data[gy, gx] = h[e].data[ys, xs]
             with fits.open(p["segm"], memmap=False) as h:   # uint32 labels (BZERO): no memory map
                 seg = (h[1].data if len(h) > 1 and h[1].data is not None else h[0].data)[ys, xs]
-                lut = _owner_lut(seg, labels, t, files, tiles, maps)
+                lut = _label_lut(seg, labels, t, files(t)["cat"], finder)
                 so[-1].data[gy, gx] = lut[seg]
             out.flush()
             so.flush()
 
 
-def _owner_lut(seg, labels: dict, tile: Tile, files: Callable[[Tile], dict], tiles: list[Tile], maps: list[dict]):
-    """Label map of a tile's segmentation core: its own sources' new labels, and for a source it does not own
-    (its centroid lies in another tile's core) the label the owning tile gave it, found by centroid."""
+#: header keywords of a tile product that do not describe the stitched mosaic
+TILE_KEYS = ("YNGTILE", "YNGTORIG", "S_REGION", "YNGPHASH", "YNGDATE")
+
+
+def _without_tile_keys(header, filename: str | None):
+    for k in TILE_KEYS:
+        header.remove(k, ignore_missing=True, remove_all=True)
+    if filename is not None and "FILENAME" in header:
+        header["FILENAME"] = filename
+    return header
+
+
+def _label_lut(seg, labels: dict, tile: Tile, cat_path, finder):
+    """Label map of a tile's segmentation core: merged labels of the tile's sources (``labels``), and for
+    a segment the merge did not take from this tile, the merged source at its centroid (within 1 pixel)."""
     import numpy as np
     from astropy.table import Table
 
@@ -97,23 +120,17 @@ def _owner_lut(seg, labels: dict, tile: Tile, files: Callable[[Tile], dict], til
     for old, new in labels.items():
         if old <= top:
             lut[old] = new
-    missing = [int(v) for v in np.unique(seg) if v and (v > top or lut[v] == 0)]
-    if missing:
-        cat = Table.read(files(tile)["cat"], format="ascii.ecsv")
-        ox, oy = tile.origin
-        where = {int(r["label"]): (float(r["xcentroid"]) + ox, float(r["ycentroid"]) + oy) for r in cat}
+    missing = [int(v) for v in np.unique(seg) if v and lut[v] == 0]
+    if missing and finder is not None:
+        cat = Table.read(cat_path, format="ascii.ecsv")
+        pos = {int(lab): (float(x) + tile.origin[0], float(y) + tile.origin[1])
+               for lab, x, y in zip(cat["label"], cat["xcentroid"], cat["ycentroid"])}
+        tree, merged_labels = finder
         for v in missing:
-            if v not in where:
-                continue
-            x, y = where[v]
-            for other, omap in zip(tiles, maps):
-                if other.owns(x, y):
-                    ocat = Table.read(files(other)["cat"], format="ascii.ecsv")
-                    ax, ay = other.origin
-                    d = np.hypot(ocat["xcentroid"] + ax - x, ocat["ycentroid"] + ay - y)
-                    if len(d) and float(np.min(d)) < 1.0:
-                        lut[v] = omap.get(int(ocat["label"][int(np.argmin(d))]), 0)
-                    break
+            if v in pos:
+                d, j = tree.query(pos[v])
+                if d < 1.0:
+                    lut[v] = merged_labels[j]
     return lut
 
 

@@ -57,9 +57,11 @@ from young.stage3.tiles import Tile, box_in_grid, offset_wcs, overlapping, plan_
 
 log = logging.getLogger("young.stage3")
 
-ALIGN = replace(STAGE3, process="young.stage3.tiled:process_align")
+# the align table and tile index are YOUNG's tables, not jwst products: they are stamped with the run's
+# CRDS context (a jwst product records the context jwst used itself)
+ALIGN = replace(STAGE3, process="young.stage3.tiled:process_align", runs_jwst_steps=False)
 TILE = replace(STAGE3, process="young.stage3.tiled:process_tile")
-MERGE = replace(STAGE3, process="young.stage3.tiled:process_merge")
+MERGE = replace(STAGE3, process="young.stage3.tiled:process_merge", runs_jwst_steps=False)
 
 @dataclass(frozen=True)
 class TiledRun:
@@ -176,8 +178,9 @@ class TileWork:
     median_file: str
 
 
-def tile_task(index: int, work: TileWork, digest: str) -> tuple[Task, dict]:
-    """The task of one tile; ``digest`` is the align table's hash (the alignment it uses)."""
+def tile_task(index: int, work: TileWork) -> tuple[Task, dict]:
+    """The task of one tile (its inputs: its exposures, their side files and the grids, so a new
+    alignment -- new side files -- redoes it)."""
     p = tile_paths(work.run, work.tile)
     side = align_paths(work.run)["side"]
     inputs = tuple(work.members) + tuple(str(side[m]) for m in work.members) + (work.grid_file, work.median_file)
@@ -185,7 +188,7 @@ def tile_task(index: int, work: TileWork, digest: str) -> tuple[Task, dict]:
                 products=(), outputs=(str(p["segm"]), str(p["cat"])),
                 label=f"{folder(work.run)} tile {work.tile.name}", log=str(p["log"]), context=work)
     params = {**_base_params(work.run), "phase": "tile", "tile": [work.tile.core, work.tile.outer],
-              "tile_members": sorted(str(Path(m).resolve()) for m in work.members), "alignment": digest}
+              "tile_members": sorted(str(Path(m).resolve()) for m in work.members)}
     return task, params
 
 
@@ -258,12 +261,16 @@ def process_align(job: Job) -> Made:
     return out
 
 
-def _centres(lib) -> list[tuple[float, float]]:
+def _centres(lib) -> list[tuple[float, float, float, bool]]:
+    """Per model before alignment: the sky position (deg) of its centre, its sky level and whether it
+    was subtracted (young-bkg's products arrive with BKGSUB=T and their level)."""
     out = []
     with lib:
         for i, model in enumerate(lib):
             ny, nx = model.data.shape
-            out.append(tuple(float(v) for v in model.meta.wcs((nx - 1) / 2, (ny - 1) / 2)))
+            ra, dec = (float(v) for v in model.meta.wcs((nx - 1) / 2, (ny - 1) / 2))
+            bg = model.meta.background
+            out.append((ra, dec, float(bg.level or 0.0), bool(bg.subtracted)))
             lib.shelve(model, i, modify=False)
     return out
 
@@ -278,7 +285,7 @@ def _grids(lib, resample_steps: dict, run: TiledRun) -> tuple[dict, dict]:
     if run.role == "member":
         return median, load_custom_wcs(run.grid_file)
     # the reference: the grid ResampleStep computes from these models with the group's parameters
-    step = ResampleStep(**{k: v for k, v in resample_steps.items() if k in GRID_PARAMETERS and k != "output_wcs"})
+    step = ResampleStep(**{k: v for k, v in resample_steps.items() if k in GRID_PARAMETERS})
     pars = step.get_drizpars()
     if pars.get("output_wcs"):
         return median, pars["output_wcs"]
@@ -312,18 +319,24 @@ def _write_side_files(lib, before, p: dict, work: Path, grid_wcs) -> list[dict]:
             member = _member_of(model, side)
             ny, nx = model.data.shape
             ra, dec = (float(v) for v in model.meta.wcs((nx - 1) / 2, (ny - 1) / 2))
-            ra0, dec0 = before[i]
+            ra0, dec0, level0, subtracted0 = before[i]
             dx = (ra - ra0) * np.cos(np.radians(dec0)) * 3.6e6
             dy = (dec - dec0) * 3.6e6
             bg = model.meta.background
+            # what skymatch took from the data: all of its level, or (on an input whose level was
+            # already subtracted) only what it added to that level
+            applied = 0.0
+            if bg.subtracted and bg.level is not None:
+                applied = float(bg.level) - (level0 if subtracted0 else 0.0)
             tree = {"wcs": model.meta.wcs, "wcsinfo": model.meta.wcsinfo.instance,
-                    "background": {"level": bg.level, "subtracted": bg.subtracted, "method": bg.method},
+                    "background": {"level": bg.level, "subtracted": bg.subtracted, "method": bg.method,
+                                   "applied": applied},
                     "cal_step": {"tweakreg": model.meta.cal_step.tweakreg, "skymatch": model.meta.cal_step.skymatch},
                     "source": Path(member).name}
             asdf.AsdfFile(tree).write_to(str(work / side[member].name))
             box = box_in_grid(model.meta.wcs, (ny, nx), grid_wcs)
-            rows.append({"member": member, "side": str(side[member]), "dra_mas": dx, "ddec_mas": dy,
-                         "x0": box[0], "x1": box[1], "y0": box[2], "y1": box[3]})
+            rows.append({"member": member, "exposure": str(model.meta.group_id or member), "side": str(side[member]),
+                         "dra_mas": dx, "ddec_mas": dy, "x0": box[0], "x1": box[1], "y0": box[2], "y1": box[3]})
             lib.shelve(model, i, modify=False)
     return rows
 
@@ -339,14 +352,14 @@ def _member_of(model, side: dict) -> str:
 def _align_table(rows: list[dict]):
     from astropy.table import Table
 
-    t = Table(rows=rows, names=("member", "side", "dra_mas", "ddec_mas", "x0", "x1", "y0", "y1"))
+    t = Table(rows=rows, names=("member", "exposure", "side", "dra_mas", "ddec_mas", "x0", "x1", "y0", "y1"))
     t["dra_mas"].unit = t["ddec_mas"].unit = "mas"
     t.meta["EXTNAME"] = "ALIGNED"
     return t
 
 
 def read_align_table(path: str | Path):
-    """The align table of a group (astropy Table: member, side, dra_mas, ddec_mas, x0, x1, y0, y1)."""
+    """The align table of a group (astropy Table: member, exposure, side, dra_mas, ddec_mas, x0, x1, y0, y1)."""
     from astropy.table import Table
 
     return Table.read(path, format="fits")
@@ -358,7 +371,7 @@ def read_align_table(path: str | Path):
 def apply_side_file(model, side: str | Path) -> None:
     """Give ``model`` (an open cal model) the aligned WCS and sky level of its side file, as the align task left them.
 
-    Where skymatch subtracted the sky (``subtract=True``), it is subtracted from the data here too.
+    Where skymatch subtracted the sky (``subtract=True``), what it took from the data is taken here too.
     """
     import asdf
 
@@ -371,8 +384,8 @@ def apply_side_file(model, side: str | Path) -> None:
             model.meta.background.level = bg["level"]
             model.meta.background.subtracted = bg.get("subtracted")
             model.meta.background.method = bg.get("method")
-            if bg.get("subtracted"):
-                model.data -= bg["level"]
+            if bg.get("applied"):
+                model.data -= bg["applied"]
         for k, v in tree["cal_step"].items():
             if v is not None:
                 setattr(model.meta.cal_step, k, v)
@@ -405,7 +418,7 @@ def median_on(grid: dict, wholes: list):
         i = state["calls"]
         state["calls"] += 1
         whole = wholes[i] if i < len(wholes) else None
-        if whole is None:
+        if whole is None or "models" not in state:
             return original_threshold(weight, maskpt)
         lib = state["models"]
         indices = list(lib.group_indices.values())[i]
@@ -526,10 +539,10 @@ def process_tile(job: Job) -> Made:
         with median_on({k: v for k, v in median.items() if k != "origin"}, wholes):
             lib = OutlierDetectionStep.call(lib, configure_log=False, **od)
         rs = {k: v for k, v in steps.get("resample", {}).items() if k not in GRID_PARAMETERS and k != "in_memory"}
-        if run.role == "reference":
+        if run.role == "reference" and not steps.get("resample", {}).get("output_wcs"):
             # as the untiled reference: the grid from parameters, which also sets the pixel-scale ratio
             # the source catalog's aperture corrections use; the members' ratio comes from a grid file,
-            # as theirs do untiled
+            # as theirs do untiled (and the reference's when the user gave one)
             rs.update(tile_parameters(tile_wcs, tile.shape))
         else:
             rs["output_wcs"] = str(tile_grid)
@@ -574,21 +587,32 @@ X_COLUMNS = ("xcentroid", "bbox_xmin", "bbox_xmax")
 Y_COLUMNS = ("ycentroid", "bbox_ymin", "bbox_ymax")
 
 
-def merge_catalogs(tables: list, tiles: list[Tile]):
-    """One catalog from the tiles' catalogs: each source from the tile whose core holds its centroid.
+def merge_catalogs(tables: list, tiles: list[Tile], slack: float = 1.0, match: float = 0.5):
+    """One catalog from the tiles' catalogs: each source once, from the tile whose core holds its centroid.
 
-    Pixel columns (``xcentroid``, ``bbox_xmin``...) are moved to the full grid, labels renumbered
-    from 1 in tile order, and ``nn_label``/``nn_dist`` (nearest neighbour) recomputed over the
-    merged catalog.  Returns the table and, per tile, ``{old label: new label}``.
+    Every tile measures a source near a core border on its own pixels, so two tiles may put its
+    centroid on either side of the border by a few hundredths of a pixel.  Sources within ``slack``
+    pixels of a tile's core are candidates; candidates of different tiles within ``match`` pixels
+    are one source, kept from the tile that owns their mean position; a candidate no other tile
+    saw is kept (else it would be lost).  Pixel columns (``xcentroid``, ``bbox_xmin``...) are moved
+    to the full grid, labels renumbered from 1 in tile order, and ``nn_label``/``nn_dist`` (nearest
+    neighbour) recomputed over the merged catalog.
+
+    Returns
+    -------
+    merged : astropy.table.Table
+    maps : list of dict
+        Per tile, ``{tile label: merged label}`` (a duplicate maps to the label of the copy kept).
+    owner : numpy.ndarray of int
+        Per merged row, the index of the tile it was taken from.
     """
     import numpy as np
     from astropy.table import vstack
+    from scipy.spatial import cKDTree
 
-    parts, maps = [], []
-    n = 0
-    for table, tile in zip(tables, tiles):
-        if not len(table) and parts:
-            maps.append({})
+    parts, where = [], []
+    for k, (table, tile) in enumerate(zip(tables, tiles)):
+        if not len(table):
             continue
         ox, oy = tile.origin
         t = table.copy()
@@ -598,23 +622,56 @@ def merge_catalogs(tables: list, tiles: list[Tile]):
         for c in Y_COLUMNS:
             if c in t.colnames:
                 t[c] = t[c] + oy
-        keep = np.array([tile.owns(float(x), float(y)) for x, y in zip(t["xcentroid"], t["ycentroid"])], bool)
-        t = t[keep]
-        new = np.arange(n + 1, n + 1 + len(t))
-        maps.append({int(a): int(b) for a, b in zip(t["label"], new)})
-        t["label"] = new
-        n += len(t)
+        x0, x1, y0, y1 = tile.core
+        x, y = np.asarray(t["xcentroid"], float), np.asarray(t["ycentroid"], float)
+        near = (x >= x0 - 0.5 - slack) & (x < x1 - 0.5 + slack) & (y >= y0 - 0.5 - slack) & (y < y1 - 0.5 + slack)
+        t = t[near]
         parts.append(t)
-    merged = vstack(parts, metadata_conflicts="silent") if parts else tables[0][:0]
-    if len(merged) > 1 and "nn_label" in merged.colnames:
-        from scipy.spatial import cKDTree
+        where += [(k, int(lab), float(a), float(b)) for lab, a, b in zip(t["label"], x[near], y[near])]
+    maps: list[dict] = [{} for _ in tiles]
+    if not parts:
+        return tables[0][:0], maps, np.zeros(0, int)
+    cand = vstack(parts, metadata_conflicts="silent")
+    xy = np.array([(a, b) for _, _, a, b in where])
+    tile_of = np.array([k for k, _, _, _ in where])
+    parent = list(range(len(cand)))
 
-        xy = np.column_stack([merged["xcentroid"], merged["ycentroid"]])
-        d, j = cKDTree(xy).query(xy, k=2)
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in cKDTree(xy).query_pairs(match):
+        if tile_of[i] != tile_of[j]:
+            parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(cand)):
+        groups.setdefault(root(i), []).append(i)
+    keep, alias = [], {}
+    for members in groups.values():
+        if len(members) == 1:
+            chosen = members[0]
+        else:
+            mx, my = xy[members].mean(axis=0)
+            owners = [i for i in members if tiles[tile_of[i]].owns(mx, my)]
+            chosen = owners[0] if owners else members[0]
+        keep.append(chosen)
+        for i in members:
+            alias[i] = chosen
+    keep.sort()
+    new_label = {i: n + 1 for n, i in enumerate(keep)}
+    for i, (k, lab, _, _) in enumerate(where):
+        maps[k][lab] = new_label[alias[i]]
+    merged = cand[keep]
+    merged["label"] = np.arange(1, len(keep) + 1)
+    if len(merged) > 1 and "nn_label" in merged.colnames:
+        mxy = np.column_stack([merged["xcentroid"], merged["ycentroid"]])
+        d, j = cKDTree(mxy).query(mxy, k=2)
         merged["nn_label"] = merged["label"][j[:, 1]]
         if "nn_dist" in merged.colnames:
             merged["nn_dist"] = d[:, 1] * (merged["nn_dist"].unit or 1)
-    return merged, maps
+    return merged, maps, tile_of[keep]
 
 
 def process_merge(job: Job) -> Made:
@@ -627,15 +684,15 @@ def process_merge(job: Job) -> Made:
     p = merge_paths(run)
     tiles = list(mw.tiles)
     cats = [Table.read(tile_paths(run, t)["cat"], format="ascii.ecsv") for t in tiles]
-    merged, maps = merge_catalogs(cats, tiles)
+    merged, maps, owner = merge_catalogs(cats, tiles)
     merged.meta["comments"] = [f"merged from {len(tiles)} tiles by young-stage3"]
     merged.write(work / p["cat"].name, format="ascii.ecsv", overwrite=True)
     log.info("catalog: %d sources from %d tiles", len(merged), len(tiles))
     if run.stitch:
-        stitch(tiles, lambda t: tile_paths(run, t), tiles_of(mw.shape, run), mw.shape, maps,
+        stitch(tiles, lambda t: tile_paths(run, t), tiles_of(mw.shape, run), mw.shape, maps, merged,
                work / p["i2d"].name, work / p["segm"].name)
     if run.role == "reference":
-        write_refcat(work / p["cat"].name, work / p["refcat"].name, edge_of(run, merged, tiles))
+        write_refcat(work / p["cat"].name, work / p["refcat"].name, edge_of(run, merged, tiles, owner))
     index = tile_index(run, tiles)
     index.write(job.tmp, format="fits", overwrite=True)
     stamped = {"YNGROLE": (run.role, "stage 3: reference or member group"),
@@ -649,14 +706,15 @@ def process_merge(job: Job) -> Made:
     return Made(keywords=stamped, info={"summary": f"{run.group.name}: {len(merged)} sources in {len(tiles)} tiles"})
 
 
-def edge_of(run: TiledRun, merged, tiles: list[Tile]):
-    """:func:`young.stage3.refcat.at_coverage_edge` of the merged catalog, each source on its own tile's weights."""
+def edge_of(run: TiledRun, merged, tiles: list[Tile], owner):
+    """:func:`young.stage3.refcat.at_coverage_edge` of the merged catalog, each source on the weights of
+    the tile it was taken from (``owner``: tile index per row)."""
     import numpy as np
     from astropy.io import fits
 
     edge = np.zeros(len(merged), bool)
-    for t in tiles:
-        own = np.array([t.owns(float(x), float(y)) for x, y in zip(merged["xcentroid"], merged["ycentroid"])], bool)
+    for k, t in enumerate(tiles):
+        own = owner == k
         if own.any():
             edge[own] = at_coverage_edge(merged[own], fits.getdata(tile_paths(run, t)["i2d"], "WHT"), t.origin)
     return edge
@@ -684,12 +742,20 @@ def tiles_of(shape, run: TiledRun) -> list[Tile]:
 
 
 def tile_works(run: TiledRun, table, shape, grid_file: str, median_file: str) -> list[TileWork]:
-    """The tile tasks of a group from its align table; tiles no exposure overlaps are left out."""
+    """The tile tasks of a group from its align table; tiles no exposure overlaps are left out.
+
+    A tile takes every file of each exposure that overlaps it (all detectors of that exposure, not
+    only those over the tile): outlier detection's weight threshold is a mean over the whole
+    exposure's drizzled weights, as in the untiled run.
+    """
     boxes = [(float(r["x0"]), float(r["x1"]), float(r["y0"]), float(r["y1"])) for r in table]
     members = [str(r["member"]) for r in table]
+    exposure = [str(r["exposure"]) if "exposure" in table.colnames else m for r, m in zip(table, members)]
     out = []
     for t in tiles_of(shape, run):
         idx = overlapping(boxes, t)
         if idx:
-            out.append(TileWork(run, t, tuple(sorted(members[i] for i in idx)), grid_file, median_file))
+            hit = {exposure[i] for i in idx}
+            out.append(TileWork(run, t, tuple(sorted(m for m, e in zip(members, exposure) if e in hit)), grid_file,
+                                median_file))
     return out

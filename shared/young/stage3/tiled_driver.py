@@ -22,7 +22,7 @@ from typing import Callable
 
 from young.contract import crdsenv, parallel
 from young.contract.errors import EXIT_OK
-from young.contract.runner import Common, Outcome, Reporter, env_view, execute, worker_init
+from young.contract.runner import Common, Outcome, Reporter, env_view, execute, set_environment, worker_init
 from young.stage3.exposures import reference_order
 from young.stage3.memory import group_estimates, mosaic_pixels
 from young.stage3.refcat import RefcatSpec, positions_digest, read_table
@@ -106,7 +106,14 @@ def run_tiled(plan, common: Common, comm, reporter: Reporter | None, verbose: in
     farm = _Farm(plan, comm, verbose, died)
     try:
         if rank == 0 and (comm is not None or plan.jobs > 1) and not crdsenv.is_offline(env_view(plan.env)):
-            prefetch_in(farm.slots[0], plan, reporter)
+            prefetch_in(farm.slots[0], plan, reporter)   # then offline: rank 0's worker and plan.env
+        if comm is not None:   # every rank's worker computes offline too (as rank 0 decided)
+            env = parallel.quiet_bcast(comm, plan.env if rank == 0 else None)
+            if rank != 0:
+                changed = {k: v for k, v in env.items() if plan.env.get(k) != v}
+                plan.env.update(env)
+                if changed:
+                    farm.slots[0].call(set_environment, changed)
         _phases(plan, common, farm, reporter)
     finally:
         farm.close()
@@ -123,10 +130,11 @@ def _runs(plan) -> tuple[int | None, list[TiledRun]]:
         return None, []
     ref = plan.groups.index(candidates[0])
     runs = []
+    share = plan.budget / max(1, plan.jobs)   # --jobs workers share the budget (an MPI rank has its own)
     for i, g in enumerate(plan.groups):
         im, _ = group_estimates(g, mosaic_pixels(g, plan.steps))
         runs.append(TiledRun(g, str(plan.out_dir), plan.steps, "reference" if i == ref else "member",
-                             im <= plan.budget, plan.refcat if i == ref else RefcatSpec("none"),
+                             im <= share, plan.refcat if i == ref else RefcatSpec("none"),
                              plan.tile_size, plan.margin, plan.stitch, align=plan.align))
     return ref, runs
 
@@ -183,8 +191,10 @@ def _group_phases(which: list[int], runs: list[TiledRun], plan, common: Common, 
     payloads = _payloads([align_task(i, runs[i]) for i in which], ALIGN, common, plan) if lead else None
     outs = farm.run(payloads)
     shapes: dict[int, list[int]] = {}
+    peak: dict[int, float] = {}   # a group's largest process (align and tiles), reported with its merge
     for i, o in zip(which, outs):
         _warn(reporter, o)
+        peak[i] = o.rss_mb
         if o.status == "failed":
             alive.discard(i)
             _fail(reporter, i, runs[i], o.message)
@@ -200,11 +210,12 @@ def _group_phases(which: list[int], runs: list[TiledRun], plan, common: Common, 
                 ws = tile_works(runs[i], table, shapes[i], str(p["grid"]), str(p["median"]))
                 works += [(i, w) for w in ws]
         info["grid_digest"] = _digest(runs[which[0]]) if which[0] in alive else ""
-    tps = [tile_task(k, w, info.get("grid_digest", "")) for k, (_, w) in enumerate(works)]
+    tps = [tile_task(k, w) for k, (_, w) in enumerate(works)]
     outs = farm.run(_payloads(tps, TILE, common, plan) if lead else None)
     failed_tiles: dict[int, list[str]] = {}
     for (i, _), o in zip(works, outs):
         _warn(reporter, o)
+        peak[i] = max(peak.get(i, 0.0), o.rss_mb)
         if o.status == "failed":
             failed_tiles.setdefault(i, []).append(o.message)
     for i, msgs in failed_tiles.items():
@@ -221,6 +232,7 @@ def _group_phases(which: list[int], runs: list[TiledRun], plan, common: Common, 
     for (i, _), o in zip(merges, outs):
         if o.status == "failed":
             alive.discard(i)
+        o.rss_mb = max(o.rss_mb, peak.get(i, 0.0))
         reporter.add(o)
     return info
 
