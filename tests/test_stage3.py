@@ -806,8 +806,15 @@ def test_extract_image(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiled3(run3, tmp_path_factory):
-    lw = sorted(str(p) for p in run3.cal.glob("*_nrcalong_cal.fits"))
     out = tmp_path_factory.mktemp("tiled")
+    # through young-bkg first, as make all does: inputs with BKGSUB=T, which skymatch (subtract=True)
+    # then only adjusts -- the tiles must take from the data what skymatch took, not the whole level
+    lw = sorted(str(p) for p in run3.cal.glob("*_nrcalong_cal.fits"))
+    bkg = subprocess.run([PY, str(TOOLS / "young-bkg"), "-q", "--config", run3.root / "young.yaml", "-j", "2",
+                          "-o", out / "bkg", *lw], capture_output=True, text=True, env=tool_env(), timeout=900)
+    assert bkg.returncode == 0, bkg.stderr[-3000:]
+    lw = bkg.stdout.split()
+    assert len(lw) == 6
     common = [PY, str(TOOLS / "young-stage3"), "--config", run3.root / "young.yaml", "-j", "2", "--refcat",
               run3.refcat, "--set", "source_catalog.bkg_boxsize=100", "--no-plot"]
     untiled = subprocess.run(common + ["-o", out / "untiled", *lw], capture_output=True, text=True, env=tool_env(),
