@@ -37,6 +37,7 @@ or MPI ranks.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import types
@@ -77,7 +78,8 @@ class TiledRun:
     role : str
         ``'reference'`` (fixes the grid, its catalog aligns the others) or ``'member'``.
     in_memory : bool
-        Keep the whole group in memory while aligning (False: jwst's on-disk models).
+        Keep the whole group in memory while aligning (False, what the driver gives: jwst's on-disk
+        models, so the align task's memory does not grow with the field).
     refcat : RefcatSpec
         What the group aligns to absolutely.
     tile_size, margin : int
@@ -392,7 +394,7 @@ def apply_side_file(model, side: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def median_on(grid: dict, wholes: list):
+def median_on(grid: dict, wholes: list, cache: Path | None = None):
     """Make jwst's imaging outlier detection compute its median on ``grid`` as the untiled run does.
 
     jwst's ``detect_outliers`` derives the median's grid from the footprints of the images it is
@@ -404,6 +406,10 @@ def median_on(grid: dict, wholes: list):
     tile; for an exposure that reaches beyond it, ``wholes[i]`` (exposure group ``i`` in the
     library's order) is a cut of the median grid holding all of it, where its weights are drizzled
     again for the threshold the untiled run uses.  Everything else is jwst's.
+
+    ``cache``: a folder where such a threshold is kept per exposure and drizzle parameters (a small
+    JSON, written atomically), so the tiles of an exposure compute it once; one folder per alignment
+    (:func:`threshold_cache`).
     """
     from jwst.outlier_detection import imaging, utils
 
@@ -421,9 +427,22 @@ def median_on(grid: dict, wholes: list):
         if whole is None or "models" not in state:
             return original_threshold(weight, maskpt)
         lib = state["models"]
-        indices = list(lib.group_indices.values())[i]
+        name, indices = list(lib.group_indices.items())[i]
+        key = None
+        if cache is not None:
+            import hashlib
+
+            text = json.dumps([str(name), float(maskpt), {k: repr(v) for k, v in sorted(state["kwargs"].items())}])
+            key = cache / f"{hashlib.sha1(text.encode()).hexdigest()[:16]}.json"
+            if key.exists():
+                return json.loads(key.read_text())["threshold"]
         again = original.ResampleImage(lib, output_wcs=whole, **state["kwargs"])
-        return original_threshold(again.resample_group(indices).wht, maskpt)
+        value = float(original_threshold(again.resample_group(indices).wht, maskpt))
+        if key is not None:
+            tmp = key.with_name(f"{key.name}.{os.getpid()}.part")
+            tmp.write_text(json.dumps({"exposure": str(name), "threshold": value}))
+            os.replace(tmp, key)
+        return value
 
     shim = types.ModuleType(original.__name__)
     shim.__dict__.update(original.__dict__)
@@ -433,6 +452,14 @@ def median_on(grid: dict, wholes: list):
         yield
     finally:
         imaging.resample, utils.compute_weight_threshold = original, original_threshold
+
+
+def threshold_cache(median_file: str | Path) -> Path:
+    """``aligned/weights/<stamp>/``: the weight thresholds of one alignment (the median grid's write time)."""
+    median_file = Path(median_file)
+    d = median_file.parent / "weights" / str(median_file.stat().st_mtime_ns)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def whole_grids(models: list, groups: list, full: dict, crop: dict, pad: int = 8) -> list:
@@ -536,7 +563,7 @@ def process_tile(job: Job) -> Made:
     os.chdir(work)
     try:
         od = {k: v for k, v in steps.get("outlier_detection", {}).items() if k != "save_results"}
-        with median_on({k: v for k, v in median.items() if k != "origin"}, wholes):
+        with median_on({k: v for k, v in median.items() if k != "origin"}, wholes, threshold_cache(tw.median_file)):
             lib = OutlierDetectionStep.call(lib, configure_log=False, **od)
         rs = {k: v for k, v in steps.get("resample", {}).items() if k not in GRID_PARAMETERS and k != "in_memory"}
         if run.role == "reference" and not steps.get("resample", {}).get("output_wcs"):
