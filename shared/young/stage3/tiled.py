@@ -78,8 +78,8 @@ class TiledRun:
     role : str
         ``'reference'`` (fixes the grid, its catalog aligns the others) or ``'member'``.
     in_memory : bool
-        Keep the whole group in memory while aligning (False, what the driver gives: jwst's on-disk
-        models, so the align task's memory does not grow with the field).
+        Keep the whole group in memory while aligning (False: jwst's on-disk models, when the group
+        does not fit in a process's share of the memory budget).
     refcat : RefcatSpec
         What the group aligns to absolutely.
     tile_size, margin : int

@@ -24,6 +24,7 @@ from young.contract import crdsenv, parallel
 from young.contract.errors import EXIT_OK
 from young.contract.runner import Common, Outcome, Reporter, env_view, execute, set_environment, worker_init
 from young.stage3.exposures import reference_order
+from young.stage3.memory import group_estimates
 from young.stage3.refcat import RefcatSpec, positions_digest, read_table
 from young.stage3.tiled import (
     ALIGN,
@@ -129,9 +130,12 @@ def _runs(plan) -> tuple[int | None, list[TiledRun]]:
         return None, []
     ref = plan.groups.index(candidates[0])
     runs = []
+    share = plan.budget / max(1, plan.jobs)   # --jobs workers share the budget (an MPI rank has its own)
     for i, g in enumerate(plan.groups):
-        # the align task keeps the group's models on disk: its memory must not grow with the field
-        runs.append(TiledRun(g, str(plan.out_dir), plan.steps, "reference" if i == ref else "member", False,
+        # the align task holds the group's models in memory only when they fit in a process's share
+        # of the budget; otherwise jwst's on-disk models (slower: each aligned model is written out)
+        im, _ = group_estimates(g, 0)
+        runs.append(TiledRun(g, str(plan.out_dir), plan.steps, "reference" if i == ref else "member", im <= share,
                              plan.refcat if i == ref else RefcatSpec("none"), plan.tile_size, plan.margin,
                              plan.stitch, align=plan.align))
     return ref, runs
