@@ -212,7 +212,9 @@ def test_dry_run_layouts_and_mpi(visit, tmp_path):
     assert f"{out}/jw09001/mosaics/young-stage3.list" in r.stdout
     assert f"-o {out}/jw09001 " in r.stdout
     r = make(*base, "MPI=2", "MPIRUN=srun", cwd=tmp_path)
-    assert r.stdout.count("srun -n 2 ") == 2  # stage 1 and stage 2, one launch each
+    assert r.stdout.count("srun -n 2 ") == 3  # stage 1, stage 2 and stage 3 (its groups or tiles), one launch each
+    stage3 = next(line for line in r.stdout.splitlines() if "young-stage3" in line)
+    assert "srun -n 2 " in stage3 and "--tile-size auto" in r.stdout and "--jobs" not in stage3
     assert "young-fnoise" in r.stdout
     assert not out.exists()
 
