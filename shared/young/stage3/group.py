@@ -78,8 +78,8 @@ class GroupRun:
     grid_digest: str = ""
 
 
-def folder(run: GroupRun) -> Path:
-    """``OUT/<name>/``."""
+def folder(run) -> Path:
+    """``OUT/<name>/`` of a group's run (untiled or tiled)."""
     return Path(run.out_dir) / run.group.name
 
 
@@ -100,17 +100,22 @@ def product_paths(run: GroupRun) -> dict[str, Path]:
     return paths
 
 
-def parameters(run: GroupRun) -> dict[str, Any]:
-    """The parameters that shape a group's products (hashed for resume, written to the header)."""
+def run_parameters(run) -> dict[str, Any]:
+    """What shapes every product of a group's run, untiled (:class:`GroupRun`) or tiled
+    (:class:`young.stage3.tiled.TiledRun`): steps, role, members, reference catalog and grid."""
     return {
         "steps": run.steps,
         "role": run.role,
         "members": sorted(str(Path(m).resolve()) for m in run.group.members),
-        "extract": list(run.extract),
         "refcat": {"kind": run.refcat.kind, "digest": run.refcat.digest} if run.refcat.kind != "none" else None,
         "reference": run.reference_name or None,
         "grid": run.grid_digest or None,
     }
+
+
+def parameters(run: GroupRun) -> dict[str, Any]:
+    """The parameters that shape a group's products (hashed for resume, written to the header)."""
+    return {**run_parameters(run), "extract": list(run.extract)}
 
 
 def task(index: int, run: GroupRun) -> Task:

@@ -17,7 +17,7 @@ STITCHED = ("SCI", "ERR", "WHT")
 
 
 def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Tile], shape, maps: list[dict], merged,
-           i2d_path: Path, segm_path: Path) -> None:
+           tables: list, i2d_path: Path, segm_path: Path) -> None:
     """Write the full mosaic and segmentation map from the tiles' cores, one tile in memory at a time.
 
     The files are laid out first (headers, data areas of the full size) and then filled through
@@ -41,6 +41,8 @@ def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Ti
         The merged catalog (grid pixels): a tile's segment of a source it did not measure near its
         core (the source lies beyond the core's slack) gets the label of the merged source at its
         centroid.
+    tables : list of astropy.table.Table
+        The tiles' own catalogs (tile pixels), in the order of ``tiles``.
 
     The files are plain FITS (no ASDF extension): the WCS is the SCI header's FITS WCS, exact for
     resample's TAN grids.  Keywords of the first tile that describe only it are removed.
@@ -82,7 +84,7 @@ def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Ti
                 gy, gx = t.core_in_grid()
                 for e in ("SCI", "ERR"):
                     out[e].data[gy, gx] = np.nan
-        for t, labels in zip(tiles, maps):
+        for t, labels, table in zip(tiles, maps, tables):
             p = files(t)
             ys, xs = t.core_in_tile()
             gy, gx = t.core_in_grid()
@@ -91,7 +93,7 @@ def stitch(tiles: list[Tile], files: Callable[[Tile], dict], grid_tiles: list[Ti
                     out[e].data[gy, gx] = h[e].data[ys, xs]
             with fits.open(p["segm"], memmap=False) as h:   # uint32 labels (BZERO): no memory map
                 seg = (h[1].data if len(h) > 1 and h[1].data is not None else h[0].data)[ys, xs]
-                lut = _label_lut(seg, labels, t, files(t)["cat"], finder)
+                lut = _label_lut(seg, labels, t, table, finder)
                 so[-1].data[gy, gx] = lut[seg]
             out.flush()
             so.flush()
@@ -109,11 +111,10 @@ def _without_tile_keys(header, filename: str | None):
     return header
 
 
-def _label_lut(seg, labels: dict, tile: Tile, cat_path, finder):
+def _label_lut(seg, labels: dict, tile: Tile, cat, finder):
     """Label map of a tile's segmentation core: merged labels of the tile's sources (``labels``), and for
     a segment the merge did not take from this tile, the merged source at its centroid (within 1 pixel)."""
     import numpy as np
-    from astropy.table import Table
 
     top = int(seg.max()) if seg.size else 0
     lut = np.zeros(top + 1, np.int32)
@@ -122,7 +123,6 @@ def _label_lut(seg, labels: dict, tile: Tile, cat_path, finder):
             lut[old] = new
     missing = [int(v) for v in np.unique(seg) if v and lut[v] == 0]
     if missing and finder is not None:
-        cat = Table.read(cat_path, format="ascii.ecsv")
         pos = {int(lab): (float(x) + tile.origin[0], float(y) + tile.origin[1])
                for lab, x, y in zip(cat["label"], cat["xcentroid"], cat["ycentroid"])}
         tree, merged_labels = finder

@@ -50,7 +50,7 @@ from young.contract.errors import InputError
 from young.contract.records import Job, Made, Task
 from young.stage3 import alignment
 from young.stage3.exposures import Group, write_association
-from young.stage3.group import STAGE3, write_refcat
+from young.stage3.group import STAGE3, folder, run_parameters, write_refcat
 from young.stage3.params import GRID_PARAMETERS
 from young.stage3.refcat import RefcatSpec, at_coverage_edge
 from young.stage3.stitch import stitch
@@ -107,11 +107,6 @@ class TiledRun:
     align: int = 1000
 
 
-def folder(run: TiledRun) -> Path:
-    """``OUT/<name>/``."""
-    return Path(run.out_dir) / run.group.name
-
-
 def align_paths(run: TiledRun) -> dict[str, Any]:
     """Files of a group's align task (``side`` maps each member to its WCS side file)."""
     d, stem = folder(run) / "aligned", run.group.product
@@ -141,17 +136,6 @@ def merge_paths(run: TiledRun) -> dict[str, Path]:
     return paths
 
 
-def _base_params(run: TiledRun) -> dict[str, Any]:
-    return {
-        "steps": run.steps,
-        "role": run.role,
-        "members": sorted(str(Path(m).resolve()) for m in run.group.members),
-        "refcat": {"kind": run.refcat.kind, "digest": run.refcat.digest} if run.refcat.kind != "none" else None,
-        "reference": run.reference_name or None,
-        "grid": run.grid_digest or None,
-    }
-
-
 # ---------------------------------------------------------------- tasks
 
 
@@ -166,7 +150,7 @@ def align_task(index: int, run: TiledRun) -> tuple[Task, dict]:
                 required=tuple(o for o in outputs if not o.endswith("_asn.json")),
                 products=(), outputs=tuple(outputs), label=f"{folder(run)} (align)", log=str(p["log"]),
                 context=run)
-    return task, {**_base_params(run), "phase": "align"}
+    return task, {**run_parameters(run), "phase": "align"}
 
 
 @dataclass(frozen=True)
@@ -189,7 +173,7 @@ def tile_task(index: int, work: TileWork) -> tuple[Task, dict]:
     task = Task(index, str(folder(work.run)), str(p["i2d"]), inputs=inputs, required=(str(p["segm"]), str(p["cat"])),
                 products=(), outputs=(str(p["segm"]), str(p["cat"])),
                 label=f"{folder(work.run)} tile {work.tile.name}", log=str(p["log"]), context=work)
-    params = {**_base_params(work.run), "phase": "tile", "tile": [work.tile.core, work.tile.outer],
+    params = {**run_parameters(work.run), "phase": "tile", "tile": [work.tile.core, work.tile.outer],
               "tile_members": sorted(str(Path(m).resolve()) for m in work.members)}
     return task, params
 
@@ -214,7 +198,7 @@ def merge_task(index: int, work: MergeWork) -> tuple[Task, dict]:
                 required=tuple(str(p[k]) for k in others), products=tuple(str(p[k]) for k in keys),
                 outputs=tuple(str(p[k]) for k in others), label=str(folder(work.run)), log=str(p["log"]),
                 context=work)
-    params = {**_base_params(work.run), "phase": "merge", "tiles": [[t.core, t.outer] for t in work.tiles],
+    params = {**run_parameters(work.run), "phase": "merge", "tiles": [[t.core, t.outer] for t in work.tiles],
               "stitch": work.run.stitch}
     return task, params
 
@@ -716,7 +700,7 @@ def process_merge(job: Job) -> Made:
     merged.write(work / p["cat"].name, format="ascii.ecsv", overwrite=True)
     log.info("catalog: %d sources from %d tiles", len(merged), len(tiles))
     if run.stitch:
-        stitch(tiles, lambda t: tile_paths(run, t), tiles_of(mw.shape, run), mw.shape, maps, merged,
+        stitch(tiles, lambda t: tile_paths(run, t), tiles_of(mw.shape, run), mw.shape, maps, merged, cats,
                work / p["i2d"].name, work / p["segm"].name)
     if run.role == "reference":
         write_refcat(work / p["cat"].name, work / p["refcat"].name, edge_of(run, merged, tiles, owner))

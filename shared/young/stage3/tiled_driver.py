@@ -51,9 +51,8 @@ class _Farm:
     def __init__(self, plan, comm, verbose: int, died: Callable):
         self.plan, self.comm, self.verbose, self.died = plan, comm, verbose, died
         self.rank = comm.Get_rank() if comm is not None else 0
-        self.slots: list[parallel.WorkerSlot] = []
-        if self.rank == 0 or comm is not None:
-            self.slots = [parallel.WorkerSlot(worker_init, (plan.env, verbose))]
+        # every rank (or the one local process) starts one worker now; a phase may add more
+        self.slots: list[parallel.WorkerSlot] = [parallel.WorkerSlot(worker_init, (plan.env, verbose))]
 
     def run(self, payloads: list | None) -> list[Outcome]:
         """Run ``payloads`` (rank 0's list; the others pass None); outcomes in payload order on rank 0."""
